@@ -1,0 +1,107 @@
+"""A frame store split as a dataset of clips (WORKLOAD.md, "Clips").
+
+Each video of ``<split>_index.csv`` holds ``kept_frames`` frames already resampled to 15 fps;
+clip ``c`` of a video is kept frames ``[c * clip_len, (c + 1) * clip_len)``, the remainder is
+dropped, and every clip is one sample. Clips are numbered video by video in index order.
+
+Augmentation randomness is a pure function of (seed, epoch, clip index): the training sampler
+yields ``(epoch, index)`` keys and each clip draws its parameters from a generator seeded with
+exactly those numbers, so results do not depend on worker count, rank count, persistent
+workers or the order in which workers pick up clips.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets.decode import DecodedFrames
+from preprocess.store import StoreError, check_settings, index_path, read_frame_bytes, read_index
+
+STORE_FPS = 15
+
+
+def clip_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of one clip's augmentation parameters."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Clips of one split of a frame store (JPEG folders or HDF5).
+
+    ``ds[index]`` (evaluation, epoch 0) or ``ds[(epoch, index)]`` (training) returns
+    ``(clip, label, video_index)``: ``clip`` is uint8 3 x clip_len x crop x crop, to be
+    normalised on the device with ``ds.transform.normalize``."""
+
+    def __init__(
+        self,
+        store: Path | str,
+        split: str,
+        transform,
+        clip_len: int = 16,
+        seed: int = 0,
+    ):
+        if clip_len < 1:
+            raise ValueError(f"clip_len must be at least 1, got {clip_len}")
+        self.store = Path(store)
+        self.split = split
+        self.transform = transform
+        self.clip_len = clip_len
+        self.seed = seed
+        self.settings = check_settings(self.store, fps=STORE_FPS)
+        self.records = read_index(self.store, split)
+        self.classes: list[str] = list(self.settings.classes)
+        self.num_classes = len(self.classes)
+        self._check_labels()
+        self.num_videos = len(self.records)
+        self.video_labels: list[int] = [r.label for r in self.records]
+
+        clips_per_video = np.array([r.kept_frames // clip_len for r in self.records], np.int64)
+        # Clip index -> video index and first kept frame of the clip.
+        self.clip_video: np.ndarray = np.repeat(np.arange(self.num_videos), clips_per_video)
+        first_clip = np.cumsum(clips_per_video) - clips_per_video
+        self.clip_start: np.ndarray = (
+            np.arange(len(self.clip_video)) - first_clip[self.clip_video]
+        ) * clip_len
+        self.videos_without_clips: list[str] = [
+            r.video_id for r, n in zip(self.records, clips_per_video, strict=True) if n == 0
+        ]
+        if self.videos_without_clips:
+            warnings.warn(
+                f"{index_path(self.store, split)}: {len(self.videos_without_clips)} video(s) "
+                f"have fewer than {clip_len} frames at {STORE_FPS} fps and give no clip: "
+                + ", ".join(self.videos_without_clips),
+                stacklevel=2,
+            )
+
+    def _check_labels(self) -> None:
+        for r in self.records:
+            if not (0 <= r.label < self.num_classes and self.classes[r.label] == r.class_name):
+                raise StoreError(
+                    f"{index_path(self.store, self.split)}: video {r.video_id} has label "
+                    f"{r.label} ({r.class_name}), which does not match the store's class list "
+                    f"({self.num_classes} classes); rebuild the store"
+                )
+
+    def __len__(self) -> int:
+        return len(self.clip_video)
+
+    def clip_frames(self, index: int) -> list[int]:
+        """Kept-frame indices (0-based, within its video) of clip ``index``."""
+        start = int(self.clip_start[index])
+        return list(range(start, start + self.clip_len))
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
+        if not 0 <= index < len(self):
+            raise IndexError(f"clip {index} out of range 0..{len(self) - 1}")
+        video = int(self.clip_video[index])
+        record = self.records[video]
+        indices = self.clip_frames(index)
+        jpegs = read_frame_bytes(self.store, record, indices)
+        frames = DecodedFrames(jpegs, self.store, record, indices)
+        clip = self.transform(frames, clip_rng(self.seed, epoch, index))
+        return clip, record.label, video

@@ -1,0 +1,108 @@
+"""Samplers and the DataLoader for ClipDataset, for 1..N processes (DDP ranks).
+
+Training: EpochKeySampler wraps torch's DistributedSampler (shuffled per epoch with
+``seed + epoch``, padded to a multiple of the rank count) and yields ``(epoch, index)``
+keys, so each clip's augmentation depends only on (seed, epoch, index).
+Evaluation: ShardSampler gives each rank a contiguous block of clip indices, with no padding
+and no duplicates, so every val clip is scored exactly once across ranks (sum the correct
+counts and the clip counts over ranks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sized
+
+import cv2
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+
+class EpochKeySampler(Sampler[tuple[int, int]]):
+    """This rank's clip indices for the current epoch, as ``(epoch, index)`` keys.
+    Call ``set_epoch(epoch)`` before iterating each epoch."""
+
+    def __init__(
+        self,
+        dataset: Sized,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
+        self.order = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, index) for index in self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class ShardSampler(Sampler[int]):
+    """Clip indices ``[rank * n // world_size, (rank + 1) * n // world_size)`` in order."""
+
+    def __init__(self, dataset: Sized, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in 0..{world_size - 1}")
+        n = len(dataset)
+        self.start = rank * n // world_size
+        self.stop = (rank + 1) * n // world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Nothing to do (same order every epoch); present so both samplers are used alike."""
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def init_worker(worker_id: int) -> None:
+    """One thread per loader worker: the workers are the parallelism, and OpenCV's own
+    thread pool in every worker would oversubscribe the cores (torch already uses one)."""
+    cv2.setNumThreads(1)
+
+
+def make_loader(
+    dataset,
+    batch_size: int,
+    workers: int,
+    shuffle: bool,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    drop_last: bool = False,
+    prefetch_factor: int = 4,
+) -> tuple[DataLoader, EpochKeySampler | ShardSampler]:
+    """The loader of one process and its sampler (call ``sampler.set_epoch(epoch)`` before
+    each epoch).
+
+    ``shuffle=True`` is the training loader (EpochKeySampler, shuffled, keys with the epoch);
+    ``shuffle=False`` is the evaluation loader (ShardSampler, each clip once across ranks;
+    keep ``drop_last=False`` there). Batches are ``(clips uint8 B x 3 x T x H x W,
+    labels int64 B, video_index int64 B)``."""
+    if shuffle:
+        sampler = EpochKeySampler(dataset, rank=rank, world_size=world_size, seed=seed)
+    else:
+        sampler = ShardSampler(dataset, rank=rank, world_size=world_size)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=prefetch_factor if workers > 0 else None,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        worker_init_fn=init_worker if workers > 0 else None,
+    )
+    return loader, sampler

@@ -1,0 +1,88 @@
+"""Command line of the preprocessing stage: ``python -m preprocess {synth,frames,verify}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from preprocess.kinetics import LayoutError
+from preprocess.resample import parse_fps
+from preprocess.store import FORMATS, StoreError
+from preprocess.synth import SynthError, SynthOptions
+
+USER_ERRORS = (LayoutError, StoreError, SynthError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m preprocess", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = SynthOptions()
+
+    s = sub.add_parser("synth", help="write a synthetic dataset in the Kinetics layout")
+    s.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    s.add_argument("--classes", type=int, default=d.classes)
+    s.add_argument("--train-per-class", type=int, default=d.train_per_class)
+    s.add_argument("--val-per-class", type=int, default=d.val_per_class)
+    s.add_argument("--duration", type=float, default=d.duration, help="seconds per video")
+    s.add_argument("--width", type=int, default=d.width)
+    s.add_argument("--height", type=int, default=d.height)
+    s.add_argument("--fps", default=d.fps, help="frame rate, e.g. 30, 25, 29.97 (=30000/1001)")
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--jobs", type=int, default=-1, help="parallel processes (-1: all cores)")
+
+    f = sub.add_parser("frames", help="decode videos into a frame store")
+    f.add_argument("--data", type=Path, required=True, help="dataset folder (Kinetics layout)")
+    f.add_argument("--out", type=Path, required=True, help="frame store folder")
+    f.add_argument("--format", choices=FORMATS, default="jpg")
+    f.add_argument("--short-side", type=int, default=320,
+                   help="resize so the short side is this (never enlarges)")
+    f.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100")
+    f.add_argument("--jobs", type=int, default=-1, help="parallel processes (-1: all cores)")
+    f.add_argument("--strict", action="store_true", help="exit non-zero if any video fails")
+
+    v = sub.add_parser("verify", help="check a frame store against its index")
+    v.add_argument("--store", type=Path, required=True)
+    v.add_argument("--jobs", type=int, default=-1, help="parallel processes (-1: all cores)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "synth":
+        from preprocess.synth import make_dataset
+
+        try:
+            fps = str(parse_fps(args.fps))
+        except ValueError as e:
+            raise SynthError(f"--fps: {e}") from None
+        opts = SynthOptions(args.classes, args.train_per_class, args.val_per_class,
+                            args.duration, args.width, args.height, fps, args.seed)
+        plan = make_dataset(opts, args.out, args.jobs)
+        print(f"wrote {len(plan)} videos of {opts.classes} classes to {args.out}")
+        return 0
+    if args.command == "frames":
+        from preprocess.extract import ExtractOptions, build_store
+
+        opts = ExtractOptions(args.format, args.short_side, args.quality)
+        summary = build_store(args.data, args.out, opts, jobs=args.jobs)
+        return 1 if args.strict and summary.failed else 0
+    from preprocess.verify import verify_store
+
+    problems = verify_store(args.store, jobs=args.jobs)
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The Kinetics dataset layout and its CSV files.
+
+Layout (the folders are the truth; the CSVs may list videos that are missing on disk)::
+
+    <data>/train/<class_folder>/<youtube_id>_<start:06d>_<end:06d>.mp4
+    <data>/val/<class_folder>/...
+    <data>/train.csv, <data>/val.csv   (optional here)
+
+CSV header ``,label,youtube_id,time_start,time_end,split,is_cc,video_name``; labels use spaces
+where class folders use underscores.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "val")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
+CSV_HEADER = ["", "label", "youtube_id", "time_start", "time_end", "split", "is_cc", "video_name"]
+EXPECTED_LAYOUT = "expected <data>/train/<class>/<video>.mp4 and <data>/val/<class>/<video>.mp4"
+
+
+class LayoutError(Exception):
+    """The input folder is missing or not laid out like Kinetics."""
+
+
+@dataclass(frozen=True)
+class SourceVideo:
+    split: str
+    class_name: str  # the class folder name
+    path: Path
+
+    @property
+    def video_id(self) -> str:
+        return f"{self.class_name}/{self.path.stem}"
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    row_id: str
+    label: str
+    youtube_id: str
+    time_start: int
+    time_end: int
+    split: str
+    is_cc: bool
+    video_name: str
+
+    @property
+    def class_folder(self) -> str:
+        return self.label.replace(" ", "_")
+
+
+def video_name(youtube_id: str, start: int, end: int) -> str:
+    return f"{youtube_id}_{start:06d}_{end:06d}"
+
+
+def parse_video_name(stem: str) -> tuple[str, int, int]:
+    """``<youtube_id>_<start>_<end>`` -> parts; YouTube ids may contain underscores."""
+    youtube_id, start, end = stem.rsplit("_", 2)
+    return youtube_id, int(start), int(end)
+
+
+def _visible_dirs(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def find_videos(data: Path) -> tuple[list[str], dict[str, list[SourceVideo]]]:
+    """The sorted class folder names of train/ (label = position) and every video of each split.
+
+    Raises LayoutError with one line showing the expected layout."""
+    data = Path(data)
+    if not data.is_dir():
+        raise LayoutError(f"{data}: no such folder; {EXPECTED_LAYOUT}")
+    for split in SPLITS:
+        if not (data / split).is_dir():
+            raise LayoutError(f"{data / split}: missing; {EXPECTED_LAYOUT}")
+    classes = _visible_dirs(data / "train")
+    if not classes:
+        raise LayoutError(f"{data / 'train'}: no class folders; {EXPECTED_LAYOUT}")
+    val_classes = _visible_dirs(data / "val")
+    if val_classes != classes:
+        missing = sorted(set(classes) - set(val_classes))
+        extra = sorted(set(val_classes) - set(classes))
+        raise LayoutError(
+            f"{data / 'val'}: class folders differ from train/ (missing: {missing or 'none'}, "
+            f"not in train/: {extra or 'none'}); both splits must have the same classes"
+        )
+    videos: dict[str, list[SourceVideo]] = {}
+    for split in SPLITS:
+        found = []
+        for name in classes:
+            for entry in sorted(os.scandir(data / split / name), key=lambda e: e.name):
+                if entry.is_file() and entry.name.lower().endswith(VIDEO_EXTENSIONS):
+                    if not entry.name.startswith("."):
+                        found.append(SourceVideo(split, name, Path(entry.path)))
+        if not found:
+            raise LayoutError(
+                f"{data / split}: no video files ({', '.join(VIDEO_EXTENSIONS)}); {EXPECTED_LAYOUT}"
+            )
+        videos[split] = found
+    return classes, videos
+
+
+def read_kinetics_csv(path: Path) -> list[CsvRow]:
+    """Rows of a Kinetics CSV (train.csv / val.csv). Raises LayoutError on a bad header/row."""
+    path = Path(path)
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != CSV_HEADER:
+            raise LayoutError(f"{path}: header {header}, expected {','.join(CSV_HEADER)}")
+        rows = []
+        for line, fields in enumerate(reader, start=2):
+            if not fields:
+                continue
+            try:
+                row_id, label, yid, start, end, split, is_cc, name = fields
+                if is_cc not in ("True", "False", "0", "1"):
+                    raise ValueError(f"is_cc={is_cc!r}")
+                rows.append(
+                    CsvRow(row_id, label, yid, int(start), int(end), split,
+                           is_cc in ("True", "1"), name)
+                )
+            except ValueError as e:
+                raise LayoutError(f"{path}:{line}: malformed row ({e})") from None
+    return rows
+
+
+def write_kinetics_csv(path: Path, rows: list[CsvRow]) -> None:
+    """Write rows in the Kinetics CSV format, via a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(CSV_HEADER)
+        for r in rows:
+            w.writerow([r.row_id, r.label, r.youtube_id, r.time_start, r.time_end, r.split,
+                        r.is_cc, r.video_name])
+    os.replace(tmp, path)
+
+
+def missing_on_disk(data: Path, split: str, videos: list[SourceVideo]) -> list[str] | None:
+    """Video names the split's CSV lists but the folders lack (None if there is no CSV)."""
+    path = Path(data) / f"{split}.csv"
+    if not path.is_file():
+        return None
+    on_disk = {(v.class_name, v.path.stem) for v in videos}
+    return [r.video_name for r in read_kinetics_csv(path)
+            if (r.class_folder, r.video_name) not in on_disk]

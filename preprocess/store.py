@@ -1,0 +1,245 @@
+"""The frame store: the one format that preprocessing writes and every later stage reads.
+
+Layout of a store folder ``<store>``::
+
+    store.json                 settings (format, short side, JPEG quality, fps, classes, ...)
+    <split>_index.csv          one row per complete video (see VideoRecord)
+    failures.csv               videos skipped by the last run, with the reason
+    jpg format:
+      <split>/<class>/<stem>/image_00001.jpg ... + meta.json
+    hdf5 format:
+      <split>.h5               dataset ``videos/<class>/<stem>``: 1-D uint8, the video's JPEG
+                               files concatenated; attribute ``offsets`` (kept_frames + 1 int64)
+      .parts/<split>/<class>/<stem>/   per-video JPEG folders while the store is being built
+
+Both formats hold byte-identical JPEG files, so they give identical pixels. Every per-video
+folder is written under a temporary name and renamed when complete, so a killed run never
+leaves a partial video that looks finished. Later stages read only the index and never list
+or probe frames.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+STORE_VERSION = 1
+SETTINGS_FILE = "store.json"
+META_FILE = "meta.json"
+FORMATS = ("jpg", "hdf5")
+
+
+class StoreError(Exception):
+    """A frame store is missing, incomplete or was built with unexpected settings."""
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    format: str
+    short_side: int
+    jpeg_quality: int
+    fps: int = 15
+    classes: tuple[str, ...] = ()
+    version: int = STORE_VERSION
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One complete video of the store. ``location`` says where its frames are:
+    jpg: a folder relative to the store; hdf5: ``<file>.h5:<dataset path>``."""
+
+    video_id: str  # "<class>/<stem>", unique within a split
+    class_name: str
+    label: int
+    kept_frames: int
+    source_fps: float
+    source_frames: int
+    width: int
+    height: int
+    location: str
+
+
+INDEX_COLUMNS = [f.name for f in fields(VideoRecord)]
+
+
+def index_path(store: Path, split: str) -> Path:
+    return Path(store) / f"{split}_index.csv"
+
+
+def frame_name(i: int) -> str:
+    """File name of kept frame ``i`` (0-based) in a jpg video folder (1-based on disk)."""
+    return f"image_{i + 1:05d}.jpg"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_settings(store: Path, settings: StoreSettings) -> None:
+    d = asdict(settings)
+    d["classes"] = list(settings.classes)
+    atomic_write_text(Path(store) / SETTINGS_FILE, json.dumps(d, indent=2) + "\n")
+
+
+def read_settings(store: Path) -> StoreSettings:
+    path = Path(store) / SETTINGS_FILE
+    if not path.is_file():
+        raise StoreError(f"{path}: no frame store here; build one with `make frames`")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        d["classes"] = tuple(d.get("classes", ()))
+        settings = StoreSettings(**d)
+    except (ValueError, TypeError) as e:
+        raise StoreError(f"{path}: unreadable store settings ({e}); rebuild with `make frames`")
+    if settings.version != STORE_VERSION:
+        raise StoreError(
+            f"{path}: store version {settings.version}, this code reads version "
+            f"{STORE_VERSION}; rebuild it with `make frames`"
+        )
+    return settings
+
+
+def check_settings(store: Path, **expected) -> StoreSettings:
+    """Read the settings and fail with one line if any of ``expected`` differs."""
+    settings = read_settings(store)
+    wrong = [
+        f"{k}={getattr(settings, k)!r} (expected {v!r})"
+        for k, v in expected.items()
+        if getattr(settings, k) != v
+    ]
+    if wrong:
+        raise StoreError(
+            f"{Path(store) / SETTINGS_FILE}: store built with unexpected settings: "
+            + ", ".join(wrong)
+            + "; rebuild it with `make frames` and matching options"
+        )
+    return settings
+
+
+def write_index(store: Path, split: str, records: list[VideoRecord]) -> None:
+    """Write the split's index atomically, sorted by video id."""
+    rows = sorted(records, key=lambda r: r.video_id)
+    path = index_path(store, split)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=INDEX_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(asdict(r))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_index(store: Path, split: str) -> list[VideoRecord]:
+    path = index_path(store, split)
+    if not path.is_file():
+        raise StoreError(f"{path}: no index for split '{split}'; build the store with `make frames`")
+    types = {f.name: f.type for f in fields(VideoRecord)}
+    casts = {"int": int, "float": float, "str": str}
+    records = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != INDEX_COLUMNS:
+            raise StoreError(f"{path}: unexpected columns {reader.fieldnames}; rebuild the store")
+        for line, row in enumerate(reader, start=2):
+            try:
+                records.append(VideoRecord(**{k: casts[types[k]](v) for k, v in row.items()}))
+            except (TypeError, ValueError) as e:
+                raise StoreError(f"{path}:{line}: malformed index row ({e}); rebuild the store")
+    return records
+
+
+# ---- per-video folders (the unit of work and of resumption) ----------------------------
+
+def video_dir(store: Path, settings_format: str, split: str, video_id: str) -> Path:
+    """Final folder of one video's JPEG files (for hdf5, the staging part before packing)."""
+    base = Path(store) if settings_format == "jpg" else Path(store) / ".parts"
+    return base / split / video_id
+
+
+def write_video_dir(final: Path, jpegs: list[bytes], meta: dict) -> None:
+    """Write a video's JPEG files and meta.json into ``final`` atomically.
+
+    The files go to a temporary sibling folder that is renamed when complete, so ``final``
+    exists only if the video is whole. A leftover temporary folder is removed first."""
+    final = Path(final)
+    tmp = final.with_name(final.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for i, data in enumerate(jpegs):
+        (tmp / frame_name(i)).write_bytes(data)
+    (tmp / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    if final.exists():  # an older complete copy: replace it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+
+
+def read_video_meta(final: Path) -> dict | None:
+    """meta.json of a complete video folder, or None if the folder is absent or incomplete."""
+    path = Path(final) / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+# ---- reading frames ---------------------------------------------------------------------
+
+_h5_files: dict[tuple[int, str], object] = {}
+
+
+def _h5_file(path: str):
+    """An HDF5 file handle opened by this process. h5py handles must not cross a fork, so
+    each DataLoader worker opens its own on first use (read-only, safe for many readers)."""
+    key = (os.getpid(), path)
+    f = _h5_files.get(key)
+    if f is None:
+        import h5py
+
+        f = h5py.File(path, "r")
+        _h5_files[key] = f
+    return f
+
+
+def read_frame_bytes(store: Path, record: VideoRecord, indices: list[int]) -> list[bytes]:
+    """The JPEG bytes of the given kept frames (0-based) of one video.
+
+    Raises StoreError naming the video and frame if any is missing."""
+    for i in indices:
+        if not 0 <= i < record.kept_frames:
+            raise StoreError(f"{record.video_id}: frame {i} out of range 0..{record.kept_frames - 1}")
+    if ":" in record.location:  # hdf5
+        file_name, dataset = record.location.split(":", 1)
+        h5_path = str(Path(store) / file_name)
+        try:
+            ds = _h5_file(h5_path)[dataset]
+            offsets = ds.attrs["offsets"]
+            return [ds[offsets[i] : offsets[i + 1]].tobytes() for i in indices]
+        except (KeyError, OSError) as e:
+            raise StoreError(f"{h5_path}:{dataset}: cannot read frames of {record.video_id} ({e})")
+    folder = Path(store) / record.location
+    out = []
+    for i in indices:
+        path = folder / frame_name(i)
+        try:
+            out.append(path.read_bytes())
+        except OSError as e:
+            raise StoreError(f"{path}: missing frame {i} of video {record.video_id} ({e.strerror})")
+    return out

@@ -1,0 +1,9 @@
+"""Scoring stage: read finished (or running) training results and score machines.
+
+Reads only result files (run.json, epochs.csv, system.json) and the reference file; it never
+imports the trainer, datasets or models.
+"""
+
+
+class ScoreError(Exception):
+    """A user error (bad path, bad file). The message is one line and names the file."""

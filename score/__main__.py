@@ -1,0 +1,82 @@
+"""`python -m score`: score every run under a results folder against a reference.
+
+Prints the tables, writes score.csv, score.md, accuracy_vs_time.png and throughput.png.
+Exit code 0 if any run was read, 2 (one-line error) if nothing can be scored.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from score import ScoreError
+from score.load import load_results
+from score.plots import plot_accuracy_vs_time, plot_throughput
+from score.reference import Reference, load_reference
+from score.stats import apply_reference, benchmark_scores, group_models
+from score.tables import reference_line, render_text, score_tables, write_csv, write_markdown
+
+DEFAULT_REFERENCE = Path(__file__).resolve().parent.parent / "configs" / "reference.yaml"
+PLOT_FILES = ("accuracy_vs_time.png", "throughput.png")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m score",
+        description="Score training runs: time to target accuracy against a reference.",
+    )
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="results folder <results>/<config>/<run_id>/ (default: results)")
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
+                        help="reference YAML file, or a results folder measured on another "
+                             "machine (default: configs/reference.yaml)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for score.csv, score.md and the plots "
+                             "(default: the results folder)")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    warnings: list[str] = []
+    reference: Reference = load_reference(args.reference, warnings)
+    runs = load_results(args.results, warnings)
+    if not runs:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        raise ScoreError(f"{args.results}: no readable run (expected "
+                         "<results>/<config>/<run_id>/run.json and epochs.csv)")
+
+    results = group_models(runs)
+    apply_reference(results, reference, warnings)
+    models = list(reference.t_ref_s)
+    benchmarks = benchmark_scores(results, models)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    tables = score_tables(runs, results, benchmarks, models)
+    print(reference_line(reference) + "\n")
+    print("\n".join(render_text(table) for table in tables))
+
+    out = args.out or args.results
+    plot_accuracy_vs_time(runs, out / PLOT_FILES[0])
+    plot_throughput(runs, out / PLOT_FILES[1])
+    write_csv(out / "score.csv", runs, results, benchmarks, models)
+    write_markdown(out / "score.md", reference, tables, warnings, list(PLOT_FILES))
+    written = ", ".join(str(out / name) for name in ("score.csv", "score.md", *PLOT_FILES))
+    print(f"Wrote {written}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except ScoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. --out not writable
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

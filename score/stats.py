@@ -1,0 +1,208 @@
+"""From runs to per-model results (aggregate t_bench, spread, score) and benchmark scores.
+
+Aggregation rules (documented in the README, "Reading the score"):
+- A group is the runs of one config on one machine with one GPU count and one compliance
+  class. Runs still in progress are shown but not counted.
+- 5 or more counted runs: olympic mean (drop the fastest and the slowest, average the rest).
+  One run that never reached the target counts as the slowest and is dropped; with more than
+  one, the group has no score.
+- 2 to 4 counted runs: median, with runs that never reached the target counted as infinitely
+  slow (the same rule as above). The group is flagged when any run missed the target, and has
+  no score when the median itself is one of those runs (half or more of them missed it).
+- 1 counted run: that run's t_bench, shown as a single run.
+The spread (min, max, coefficient of variation = sample standard deviation / mean) is taken
+over the runs that reached the target.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from score.load import COMPLIANT, Run
+
+if TYPE_CHECKING:
+    from score.reference import Reference
+
+OLYMPIC_MIN_RUNS = 5
+
+
+@dataclass
+class Aggregate:
+    method: str
+    t_bench_s: float | None
+    note: str = ""
+
+
+@dataclass
+class ModelResult:
+    """One group: a config on one machine, GPU count and compliance class."""
+
+    config: str
+    machine: str
+    gpus: int
+    compliance: str
+    runs: list[Run] = field(repr=False)
+    method: str = ""
+    t_bench_s: float | None = None
+    t_min_s: float | None = None
+    t_max_s: float | None = None
+    cv: float | None = None
+    notes: list[str] = field(default_factory=list)
+    t_ref_s: float | None = None
+    gpus_ref: int | None = None
+    score: float | None = None
+
+    def count(self, status: str) -> int:
+        return sum(run.status == status for run in self.runs)
+
+
+@dataclass
+class BenchmarkResult:
+    machine: str
+    gpus: int
+    compliance: str
+    scores: dict[str, float | None]
+    mean: float | None = None
+    geomean: float | None = None
+    note: str = ""
+
+
+def aggregate(converged: list[float], not_converged: int) -> Aggregate:
+    """Aggregate t_bench of a group from the times of its converged runs (see module doc)."""
+    counted = len(converged) + not_converged
+    missed = f"{not_converged} of {counted} runs did not reach the target"
+    if counted == 0:
+        return Aggregate("-", None, "no finished run yet")
+    if counted == 1:
+        if converged:
+            return Aggregate("single run", converged[0])
+        return Aggregate("single run", None, "did not reach the target")
+    ordered = sorted(converged) + [math.inf] * not_converged
+    if counted >= OLYMPIC_MIN_RUNS:
+        if not_converged > 1:
+            return Aggregate("olympic mean", None, f"{missed} (at most 1 allowed)")
+        note = f"{missed} (counted as slowest, dropped)" if not_converged else ""
+        return Aggregate("olympic mean", statistics.fmean(ordered[1:-1]), note)
+    median = statistics.median(ordered)
+    if math.isinf(median):
+        return Aggregate("median", None, f"{missed}: median undefined")
+    note = f"{missed} (counted as slowest)" if not_converged else ""
+    return Aggregate("median", median, note)
+
+
+def per_model_score(t_ref_s: float, gpus_ref: int, t_bench_s: float, gpus: int) -> float:
+    """t_ref / t_bench x n_gpu_ref / n_gpu_bench: above 1 means faster per GPU than reference."""
+    return t_ref_s / t_bench_s * gpus_ref / gpus
+
+
+def group_models(runs: list[Run]) -> list[ModelResult]:
+    """Group runs by (compliance, config, machine, gpus) and aggregate each group."""
+    groups: dict[tuple[str, str, str, int], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.compliance, run.config, run.machine, run.gpus), []).append(run)
+
+    def order(key: tuple[str, str, str, int]) -> tuple:
+        compliance, config, machine, gpus = key
+        return (compliance != COMPLIANT, compliance, machine, gpus, config)
+
+    results = []
+    for key in sorted(groups, key=order):
+        compliance, config, machine, gpus = key
+        members = sorted(groups[key], key=lambda run: run.run_id)
+        result = ModelResult(config, machine, gpus, compliance, members)
+        converged = [run.t_bench_s for run in members if run.t_bench_s is not None]
+        summary = aggregate(converged, result.count("not reached"))
+        result.method, result.t_bench_s = summary.method, summary.t_bench_s
+        result.notes += [summary.note] if summary.note else []
+        if converged:
+            result.t_min_s, result.t_max_s = min(converged), max(converged)
+        if len(converged) >= 2:
+            result.cv = statistics.stdev(converged) / statistics.fmean(converged)
+        if result.count("in progress/incomplete"):
+            result.notes.append(f"{result.count('in progress/incomplete')} run(s) in progress")
+        if any(run.resumed for run in members):
+            result.notes.append("includes resumed runs")
+        results.append(result)
+    return results
+
+
+def apply_reference(
+    results: list[ModelResult], reference: Reference, warnings: list[str]
+) -> None:
+    """Fill in t_ref, n_gpu_ref and the per-model score; configs without a reference warn once."""
+    unknown = set()
+    for result in results:
+        if result.config not in reference.t_ref_s:
+            unknown.add(result.config)
+            result.notes.append("config not in reference: no score")
+            continue
+        result.t_ref_s = reference.t_ref_s[result.config]
+        result.gpus_ref = reference.gpus[result.config]
+        if result.t_bench_s is not None:
+            result.score = per_model_score(
+                result.t_ref_s, result.gpus_ref, result.t_bench_s, result.gpus
+            )
+    for config in sorted(unknown):
+        folders = sorted({str(run.path.parent) for r in results if r.config == config
+                          for run in r.runs})
+        warnings.append(
+            f"{folders[0]}: config '{config}' is not in reference {reference.source} "
+            f"(has {', '.join(reference.t_ref_s)}); t_bench shown without a score"
+        )
+
+
+def benchmark_scores(results: list[ModelResult], models: list[str]) -> list[BenchmarkResult]:
+    """Benchmark score per machine and GPU count: mean of the per-model scores of `models`.
+
+    Compliant and non-compliant results are never mixed into one compliant score; a
+    non-compliant benchmark row uses the non-compliant result of a model where there is one
+    and the compliant result otherwise.
+    """
+    if len(models) < 2:
+        return []
+    rows = []
+    for machine, gpus in sorted({(r.machine, r.gpus) for r in results if r.config in models}):
+        here = [r for r in results
+                if (r.machine, r.gpus) == (machine, gpus) and r.config in models]
+        compliant = {r.config: r for r in here if r.compliance == COMPLIANT}
+        if compliant:
+            rows.append(_benchmark(machine, gpus, COMPLIANT, compliant, models))
+        variants: dict[str, list[ModelResult]] = {}
+        for result in here:
+            if result.compliance != COMPLIANT:
+                variants.setdefault(result.config, []).append(result)
+        if not variants:
+            continue
+        several = sorted(config for config, found in variants.items() if len(found) > 1)
+        if several:
+            rows.append(BenchmarkResult(
+                machine, gpus, "non-compliant", {m: None for m in models},
+                note=f"no benchmark score: several non-compliant variants of {', '.join(several)}",
+            ))
+            continue
+        chosen = compliant | {config: found[0] for config, found in variants.items()}
+        rows.append(_benchmark(machine, gpus, "non-compliant", chosen, models))
+    return rows
+
+
+def _benchmark(
+    machine: str, gpus: int, compliance: str, chosen: dict[str, ModelResult], models: list[str]
+) -> BenchmarkResult:
+    scores = {model: chosen[model].score if model in chosen else None for model in models}
+    row = BenchmarkResult(machine, gpus, compliance, scores)
+    absent = [model for model in models if model not in chosen]
+    unscored = [model for model in models if model in chosen and scores[model] is None]
+    if absent or unscored:
+        reasons = [f"{', '.join(absent)} not measured"] if absent else []
+        reasons += [f"{', '.join(unscored)} has no score"] if unscored else []
+        row.note = "no benchmark score: " + "; ".join(reasons)
+        return row
+    values = [scores[model] for model in models]
+    row.mean = statistics.fmean(values)
+    row.geomean = statistics.geometric_mean(values)
+    if compliance != COMPLIANT:
+        row.note = "; ".join(f"{m}: {chosen[m].compliance}" for m in models)
+    return row

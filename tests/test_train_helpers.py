@@ -1,0 +1,70 @@
+"""Shared by the trainer tests: a tiny frame store written with the store's own writers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+
+from preprocess.store import (
+    StoreSettings,
+    VideoRecord,
+    video_dir,
+    write_index,
+    write_settings,
+    write_video_dir,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "configs" / "test_tiny.yaml"
+CLASSES = ("abseiling", "bending_back", "bungee_jumping")
+HEIGHT, WIDTH = 40, 48
+# Kept frames per video (4-frame clips): train 3 classes x 2 videos x 2 clips = 12 clips;
+# val 2 + 3 + 2 = 7 clips, a count that 2 processes cannot split evenly.
+TRAIN_FRAMES = {0: (8, 9), 1: (8, 11), 2: (9, 8)}
+VAL_FRAMES = {0: (9,), 1: (13,), 2: (8,)}
+VAL_CLIPS = 7
+
+
+def _frame(label: int, t: int, rng: np.random.Generator) -> np.ndarray:
+    """A noisy frame with a class-specific bright bar, moving with time."""
+    img = rng.integers(0, 80, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    x = (4 + 12 * label + t) % (WIDTH - 8)
+    img[:, x : x + 8, label] = 250
+    return img
+
+
+def build_tiny_store(store: Path) -> Path:
+    """A 3-class jpg store at 15 fps, frames 48x40, a few videos per split."""
+    rng = np.random.default_rng(0)
+    store.mkdir(parents=True, exist_ok=True)
+    for split, frames in (("train", TRAIN_FRAMES), ("val", VAL_FRAMES)):
+        records = []
+        for label, lengths in frames.items():
+            cls = CLASSES[label]
+            for v, n in enumerate(lengths):
+                video_id = f"{cls}/{split}_{cls}_{v:02d}"
+                jpegs = [simplejpeg.encode_jpeg(_frame(label, t, rng), quality=90)
+                         for t in range(n)]
+                write_video_dir(video_dir(store, "jpg", split, video_id), jpegs, {"frames": n})
+                records.append(VideoRecord(video_id, cls, label, n, 15.0, n, WIDTH, HEIGHT,
+                                           f"{split}/{video_id}"))
+        write_index(store, split, records)
+    write_settings(store, StoreSettings("jpg", HEIGHT, 90, 15, CLASSES, source="tests"))
+    return store
+
+
+def train_cli(*args: str, torchrun: int = 0, timeout: float = 240.0,
+              **kwargs) -> subprocess.CompletedProcess:
+    """Run the trainer as the Makefile does (through torchrun with ``torchrun`` processes) or
+    as a plain process (``torchrun=0``)."""
+    if torchrun:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc-per-node={torchrun}"]
+    else:
+        launcher = [sys.executable]
+    return subprocess.run([*launcher, "-m", "train", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)

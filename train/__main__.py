@@ -1,0 +1,36 @@
+"""``python -m train``: train one preset and record its results (see train/run.py)."""
+
+import time
+
+# The run clock starts here, before any heavy import (torch, the data pipeline, the models):
+# everything after the launch is timed. Under torchrun, torchrun's own start is used instead.
+OWN_START = time.time()
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    from opts import ConfigError, build_parser
+    from train import TrainError
+
+    args = build_parser().parse_args(argv)
+    is_main = os.environ.get("RANK", "0") == "0"
+    from datasets import StoreError
+    from train.run import RunStopped, run
+
+    try:
+        run(args, OWN_START)
+    except (ConfigError, TrainError, StoreError) as e:
+        if is_main:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RunStopped as e:
+        if is_main:
+            print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""One training epoch: forward, cross-entropy, backward, SGD step, with timing and checks."""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from train.distributed import Dist, all_reduce_max, all_reduce_sum
+
+CHECK_EVERY = 10  # steps between loss checks (and progress updates); each costs one sync
+
+
+class NonFiniteLoss(Exception):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    loss: float  # mean over all clips of all processes
+    top1: float  # percent
+    clips: int  # over all processes
+    seconds: float  # wall time of the epoch's training on rank 0
+    data_wait_frac: float  # share of training time spent waiting for batches, mean of ranks
+    peak_mem_mb: float  # max over processes
+
+
+def loss_function() -> torch.nn.Module:
+    """Cross-entropy on the model's outputs as they are. For X3D-M these are softmax
+    probabilities (its head applies the softmax, in training too); the workload takes the
+    cross-entropy on them as if they were logits, and so does this."""
+    return torch.nn.CrossEntropyLoss()
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    clips: torch.Tensor,
+    labels: torch.Tensor,
+    criterion: torch.nn.Module,
+    autocast: AbstractContextManager | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on this process's share of the global batch; returns (loss, outputs),
+    detached. DDP averages the gradients over processes during backward."""
+    with autocast or nullcontext():
+        outputs = model(clips)
+    loss = criterion(outputs.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach(), outputs.detach()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA max allocated since the last reset, else max RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable,
+    d: Dist,
+    epoch: int,
+    criterion: torch.nn.Module,
+    on_step: Callable[[], None] = lambda: None,
+    autocast: AbstractContextManager | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> TrainStats:
+    """Train one epoch over ``batches`` of (clips, labels, video_index). Every process must
+    get the same number of batches (the train sampler pads to equal shares). ``prepare`` turns
+    a loader batch into the model's input on the device (default: just move it)."""
+    device = d.device
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss x clips, hits, clips
+    window = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, steps
+    total = len(batches) if hasattr(batches, "__len__") else None
+    bar = tqdm(total=total, desc=f"epoch {epoch}", unit="step", disable=not d.is_main,
+               dynamic_ncols=True, leave=False)
+    progress = _Progress(d, epoch, bar)
+    iterator = iter(batches)
+    while True:
+        t_wait = time.perf_counter()
+        try:
+            clips, labels, _ = next(iterator)
+        except StopIteration:
+            break
+        progress.wait_s += time.perf_counter() - t_wait
+        clips = prepare(clips) if prepare else clips.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        loss, outputs = train_step(model, optimizer, clips, labels, criterion, autocast, scaler)
+        n = len(labels)
+        sums[0] += loss.double() * n
+        sums[1] += (outputs.argmax(dim=1) == labels).sum()
+        sums[2] += n
+        window[0] += loss.double()
+        window[1] += 1
+        progress.step += 1
+        progress.clips += n
+        on_step()
+        if progress.step % CHECK_EVERY == 0:
+            progress.check(window)
+        bar.update(1)
+    if progress.step % CHECK_EVERY:
+        progress.check(window)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - progress.start
+    bar.close()
+    all_reduce_sum(d, sums)
+    share = progress.wait_s / max(seconds, 1e-9)
+    shares = all_reduce_sum(d, torch.tensor([share], dtype=torch.float64, device=device))
+    peak = all_reduce_max(
+        d, torch.tensor([peak_memory_mb(device)], dtype=torch.float64, device=device))
+    loss_sum, hits, clips_seen = sums.tolist()
+    return TrainStats(
+        loss=loss_sum / max(clips_seen, 1),
+        top1=100.0 * hits / max(clips_seen, 1),
+        clips=int(clips_seen),
+        seconds=seconds,
+        data_wait_frac=min(1.0, float(shares) / d.world_size),
+        peak_mem_mb=float(peak),
+    )
+
+
+class _Progress:
+    """Loss checks and the progress bar. A check sums the loss over processes (every process
+    runs the same number of steps, so all take part), and stops on a NaN or infinite loss:
+    the same decision on every process."""
+
+    def __init__(self, d: Dist, epoch: int, bar: tqdm) -> None:
+        self.d, self.epoch, self.bar = d, epoch, bar
+        self.start = time.perf_counter()
+        self.wait_s = 0.0
+        self.step = 0
+        self.clips = 0  # on this process
+
+    def check(self, window: torch.Tensor) -> None:
+        combined = all_reduce_sum(self.d, window.clone())
+        window.zero_()
+        loss_sum, steps = combined.tolist()
+        mean_loss = loss_sum / steps if steps else 0.0
+        if not math.isfinite(loss_sum):
+            raise NonFiniteLoss(
+                f"training loss became {mean_loss} at epoch {self.epoch}, step {self.step}")
+        if self.d.is_main:
+            seconds = max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix(
+                loss=f"{mean_loss:.4f}",
+                clips_s=f"{self.clips * self.d.world_size / seconds:.1f}",
+                wait=f"{self.wait_s / seconds:.0%}",
+                refresh=False,
+            )

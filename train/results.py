@@ -1,0 +1,143 @@
+"""The results folder of a run: ``<out>/<config name>/<run id>/``.
+
+config.yaml (resolved config), system.json (machine and code), epochs.csv (one row per
+finished epoch, appended and flushed), run.json (summary, rewritten atomically), plus the
+trainer's own checkpoint.pt and heartbeat. Only rank 0 writes here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+import yaml
+
+from train import TrainError
+
+EPOCH_COLUMNS = [
+    "epoch", "elapsed_s", "train_s", "eval_s", "lr", "train_loss", "train_top1",
+    "val_top1", "val_top5", "val_video_top1", "clips_per_s", "data_wait_frac", "peak_mem_mb",
+]
+CONFIG_FILE = "config.yaml"
+SYSTEM_FILE = "system.json"
+EPOCHS_FILE = "epochs.csv"
+RUN_FILE = "run.json"
+
+# Decimal places kept per column (times to the millisecond, the LR exactly).
+_DECIMALS = {"elapsed_s": 3, "train_s": 3, "eval_s": 3, "train_loss": 6, "train_top1": 4,
+             "val_top1": 4, "val_top5": 4, "val_video_top1": 4, "clips_per_s": 3,
+             "data_wait_frac": 4, "peak_mem_mb": 1}
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def create_run_dir(out: Path, config_name: str) -> Path:
+    parent = Path(out) / config_name
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:  # a fresh id; two runs started in the same second differ in the suffix
+        run_dir = parent / new_run_id()
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    atomic_write(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+
+
+def read_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise TrainError(f"{path}: not found; --resume needs the folder of a run")
+    values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(values, dict):
+        raise TrainError(f"{path}: not a config mapping")
+    return values
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TrainError(f"{path}: unreadable ({e}); is this a run folder?") from None
+
+
+def format_row(row: dict) -> dict:
+    missing = set(EPOCH_COLUMNS) - set(row)
+    if missing:
+        raise ValueError(f"epoch row lacks {sorted(missing)}")
+    out = {}
+    for k in EPOCH_COLUMNS:
+        v = row[k]
+        if k in _DECIMALS and v is not None:
+            v = f"{v:.{_DECIMALS[k]}f}"
+        elif k == "lr":
+            v = repr(float(v))
+        out[k] = v
+    return out
+
+
+def append_epoch(run_dir: Path, row: dict) -> None:
+    """Append one epoch's row (header first if the file is new), flushed to disk."""
+    path = Path(run_dir) / EPOCHS_FILE
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerow(format_row(row))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_epochs(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / EPOCHS_FILE
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def keep_epochs_through(run_dir: Path, last_epoch: int) -> int:
+    """Drop rows of epochs after ``last_epoch`` (finished after the checkpoint a resumed run
+    starts from, so they will be run again) and any partial last line. Returns rows kept."""
+    path = Path(run_dir) / EPOCHS_FILE
+    if not path.exists():
+        return 0
+    keep = []
+    for row in read_epochs(run_dir):
+        try:
+            complete = None not in row.values() and int(row["epoch"]) <= last_epoch
+        except (TypeError, ValueError):
+            complete = False
+        if complete:
+            keep.append(row)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EPOCH_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: r[c] for c in EPOCH_COLUMNS} for r in keep)
+    atomic_write(path, buffer.getvalue())
+    return len(keep)

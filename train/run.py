@@ -1,0 +1,249 @@
+"""A whole run: config, processes, data, model, the epoch loop, results and checkpoints.
+
+Per epoch: set the epoch's LR, train, evaluate on every val clip, then (rank 0) append the
+epoch's row to epochs.csv, write the checkpoint and rewrite run.json. The run ends after
+``epochs`` epochs, or at the first evaluation at or above ``target_top1`` when
+``stop_at_target`` is set, or on a NaN/infinite loss (keeping the last good checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+import opts
+from train import TrainError, checkpoint, results, system
+from train.data import build_data
+from train.distributed import Dist, broadcast_object, gather_objects, launch_time, setup, shutdown
+from train.evaluate import evaluate
+from train.loop import NonFiniteLoss, loss_function, train_one_epoch
+from train.resume import resume_config
+from train.schedule import build_optimizer, config_lr, set_lr
+from train.speed import SpeedOptions
+
+
+class RunStopped(Exception):
+    """The run stopped before its end (NaN or infinite loss); its results so far are kept."""
+
+
+@dataclass
+class RunRecord:
+    """What run.json says; rank 0 keeps it up to date."""
+
+    config: dict
+    run_id: str
+    changed_keys: list[str]
+    git_dirty: bool
+    machine: str
+    device: str
+    gpus: int
+    resumed: bool = False
+    lost_s: float = 0.0
+    reached: bool = False
+    t_target_s: float | None = None
+    epochs_done: int = 0
+    finished: bool = False
+
+    def to_json(self) -> dict:
+        c = self.config
+        return {
+            "config": c["name"], "model": c["model"], "run_id": self.run_id,
+            "target_top1": c["target_top1"], "reached": self.reached,
+            "t_target_s": self.t_target_s, "epochs_done": self.epochs_done,
+            "finished": self.finished, "gpus": self.gpus, "workers": c["workers"],
+            "device": self.device, "machine": self.machine,
+            "compliant": not self.changed_keys and not self.git_dirty,
+            "changed_keys": self.changed_keys, "git_dirty": self.git_dirty,
+            "resumed": self.resumed, "lost_s": round(self.lost_s, 3), "seed": c["seed"],
+        }
+
+
+def check_world(config: dict, d: Dist) -> dict:
+    """The config with ``gpus`` = the number of processes, which it must match if given."""
+    if config["gpus"] is not None and config["gpus"] != d.world_size:
+        raise TrainError(
+            f"gpus={config['gpus']} but {d.world_size} process(es) are running; launch with "
+            f"torchrun --standalone --nproc-per-node={config['gpus']} -m train ..."
+        )
+    if config["batch_size"] % d.world_size:
+        raise TrainError(
+            f"global batch_size {config['batch_size']} does not divide across "
+            f"{d.world_size} processes; use a process count that divides it"
+        )
+    return {**config, "gpus": d.world_size}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run(args: argparse.Namespace, own_start: float) -> None:
+    if args.resume is not None:
+        config, changed, previous = resume_config(args)
+    else:
+        config, changed = opts.config_from_args(args)
+        previous = None
+    speed = SpeedOptions.from_config(config)  # fails on an unusable option before any work
+    d = setup()
+    try:
+        _run(config, changed, previous, speed, d, own_start, args.resume)
+    finally:
+        shutdown(d)
+
+
+def _run(config, changed, previous, speed, d: Dist, own_start, resume_dir) -> None:
+    config = check_world(config, d)
+    launch = broadcast_object(d, launch_time(own_start))
+    state = checkpoint.load(resume_dir) if resume_dir is not None else None
+    if state is not None and state["world_size"] != d.world_size:
+        raise TrainError(
+            f"{resume_dir}: the run used {state['world_size']} process(es); resume it with "
+            f"torchrun --standalone --nproc-per-node={state['world_size']}"
+        )
+    carried_s, lost_s = 0.0, 0.0
+    if state is not None:
+        carried_s, lost_s = broadcast_object(
+            d, checkpoint.resume_clock(state, checkpoint.read_heartbeat(resume_dir)))
+    clock = checkpoint.Clock(launch, carried_s)
+
+    seed_everything(config["seed"])  # the same initial weights on every process
+    data = build_data(config, d)
+    module = speed.prepare_model(build_model(config).to(d.device))
+    model = module
+    if d.active:
+        model = DistributedDataParallel(
+            module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    model = speed.compile_model(model)
+    optimizer = build_optimizer(module, config)
+    scaler = speed.grad_scaler(d.device)
+    torch.manual_seed(config["seed"] + d.rank)  # different dropout masks on each process
+
+    start_epoch = 0
+    if state is not None:
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        checkpoint.restore_rng(state["rng"][d.rank])
+        start_epoch = state["epoch"] + 1
+
+    record, run_dir = _start_record(config, changed, previous, state, d, lost_s, resume_dir)
+    heartbeat = checkpoint.Heartbeat(run_dir if d.is_main else None, clock)
+    heartbeat.beat(force=True)
+    criterion = loss_function()
+
+    def prepare(clips: torch.Tensor) -> torch.Tensor:
+        return data.model_input(clips, d.device, speed.memory_format)
+
+    outputs_are_probabilities = bool(config.get("head_softmax", False))
+
+    for epoch in range(start_epoch, config["epochs"]):
+        lr = config_lr(config, epoch)
+        set_lr(optimizer, lr)
+        data.set_epoch(epoch)
+        try:
+            stats = train_one_epoch(
+                model, optimizer, data.train_loader, d, epoch, criterion,
+                on_step=heartbeat.beat, autocast=speed.autocast(d.device), scaler=scaler,
+                prepare=prepare)
+        except NonFiniteLoss as e:
+            if d.is_main:
+                results.write_json(run_dir / results.RUN_FILE, record.to_json())
+            last = f"epoch {record.epochs_done - 1}" if record.epochs_done else "none yet"
+            raise RunStopped(f"{e}; run stopped, last good checkpoint ({last}) kept in "
+                             f"{run_dir}") from None
+        val = evaluate(module, data.val_loader, d, config["num_classes"], data.num_val_videos,
+                       outputs_are_probabilities, autocast=speed.autocast(d.device),
+                       prepare=prepare, on_batch=heartbeat.beat)
+        elapsed = clock.elapsed()
+        row = {
+            "epoch": epoch, "elapsed_s": elapsed, "train_s": stats.seconds,
+            "eval_s": val.seconds, "lr": lr, "train_loss": stats.loss, "train_top1": stats.top1,
+            "val_top1": val.top1, "val_top5": val.top5, "val_video_top1": val.video_top1,
+            "clips_per_s": stats.clips / max(stats.seconds, 1e-9),
+            "data_wait_frac": stats.data_wait_frac, "peak_mem_mb": stats.peak_mem_mb,
+        }
+        record.epochs_done = epoch + 1
+        if val.top1 >= config["target_top1"] and not record.reached:
+            record.reached, record.t_target_s = True, round(elapsed, 3)
+        stop = record.reached and config["stop_at_target"]
+        record.finished = stop or epoch + 1 == config["epochs"]
+        rng = gather_objects(d, checkpoint.rng_state())
+        if d.is_main:
+            results.append_epoch(run_dir, row)
+            _log_epoch(config, row, val)
+            checkpoint.save(run_dir, {
+                "epoch": epoch, "model": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": {"last_epoch": epoch},  # the LR is a function of the epoch
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": rng, "elapsed_s": clock.elapsed(), "lost_s": record.lost_s,
+                "reached": record.reached, "t_target_s": record.t_target_s,
+                "world_size": d.world_size, "run_id": record.run_id,
+            })
+            results.write_json(run_dir / results.RUN_FILE, record.to_json())
+            heartbeat.beat(force=True)
+        if stop:
+            break
+    if d.is_main:
+        reached = f"reached {config['target_top1']} at {record.t_target_s} s" if record.reached \
+            else f"did not reach {config['target_top1']}"
+        print(f"run {record.run_id}: {reached}; results in {run_dir}", flush=True)
+
+
+def build_model(config: dict) -> torch.nn.Module:
+    import models
+
+    options = {k: config[k] for k in opts.MODEL_OPTIONS[config["model"]]}
+    try:
+        return models.build(config["model"], config["num_classes"], clip_len=config["clip_len"],
+                            crop_size=config["train_crop"], **options)
+    except ValueError as e:
+        raise opts.ConfigError(f"config {config['name']}: {e}") from None
+
+
+def _start_record(config, changed, previous, state, d: Dist, lost_s, resume_dir):
+    """Rank 0 creates (or, on resume, reopens) the results folder and writes config.yaml,
+    system.json and run.json. Returns the run record and the folder (None on other ranks)."""
+    if not d.is_main:
+        return None, None
+    info = system.describe(d.device, d.world_size)
+    if state is None:
+        run_dir = results.create_run_dir(Path(config["out"]), config["name"])
+        record = RunRecord(config, run_dir.name, changed, info["git_dirty"], info["machine"],
+                           info["device"], d.world_size)
+    else:
+        run_dir = Path(resume_dir)
+        kept = results.keep_epochs_through(run_dir, state["epoch"])
+        record = RunRecord(
+            config, state["run_id"], changed, previous["git_dirty"] or info["git_dirty"],
+            info["machine"], info["device"], d.world_size, resumed=True, lost_s=lost_s,
+            reached=state["reached"], t_target_s=state["t_target_s"], epochs_done=kept)
+        print(f"resuming {run_dir} after epoch {state['epoch']} "
+              f"(clock {state['elapsed_s'] + lost_s - state['lost_s']:.1f} s, "
+              f"lost {lost_s:.1f} s)", flush=True)
+    results.write_config(run_dir, config)
+    results.write_json(run_dir / results.SYSTEM_FILE, info)
+    results.write_json(run_dir / results.RUN_FILE, record.to_json())
+    return record, run_dir
+
+
+def _log_epoch(config: dict, row: dict, val) -> None:
+    print(
+        f"epoch {row['epoch']}/{config['epochs'] - 1} lr {row['lr']:.6f} "
+        f"loss {row['train_loss']:.4f} train_top1 {row['train_top1']:.2f} | "
+        f"val top1 {row['val_top1']:.2f} top5 {row['val_top5']:.2f} "
+        f"video {row['val_video_top1']:.2f} ({val.clips} clips, {val.videos} videos) | "
+        f"{row['clips_per_s']:.1f} clips/s, data wait {row['data_wait_frac']:.0%}, "
+        f"peak {row['peak_mem_mb']:.0f} MB | elapsed {row['elapsed_s']:.1f} s",
+        flush=True,
+    )
+
