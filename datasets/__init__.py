@@ -14,7 +14,9 @@ Public API::
         -> (clip, label, video_index): clip uint8 3 x clip_len x crop x crop
     ds.classes, ds.num_classes, ds.num_videos, ds.video_labels (per video),
     ds.clip_video (video index per clip, int64 array), ds.clip_start (first kept frame),
+    ds.clip_frames(index) (kept-frame indices of a clip), ds.records (index rows, VideoRecord),
     ds.videos_without_clips (video ids shorter than clip_len kept frames; also warned)
+    A clip's augmentation comes from clip_rng(seed, epoch, index) alone.
     ClipDataset raises StoreError (one line, names the file) for a missing store or index,
     a store not at 15 fps, labels that disagree with the class list, and a missing or
     corrupt frame (naming the frame file and the video).

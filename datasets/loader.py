@@ -81,7 +81,7 @@ def make_loader(
     world_size: int = 1,
     seed: int = 0,
     drop_last: bool = False,
-    prefetch_factor: int = 4,
+    prefetch_factor: int = 2,
 ) -> tuple[DataLoader, EpochKeySampler | ShardSampler]:
     """The loader of one process and its sampler (call ``sampler.set_epoch(epoch)`` before
     each epoch).

@@ -152,14 +152,23 @@ _TO_THEIRS = {"x3d_m": _x3d_to_theirs, "mvit_b_16x4": _mvit_to_theirs}
 def from_pytorchvideo(name: str, state_dict: StateDict) -> StateDict:
     """pytorchvideo (or SlowFast) state dict of model ``name`` -> ours. Tensors are shared."""
     _check_name(name)
-    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    return _TO_OURS[name](state_dict)
+    return _TO_OURS[name](_unwrap(state_dict))
 
 
 def to_pytorchvideo(name: str, state_dict: StateDict) -> StateDict:
     """Our state dict of model ``name`` -> pytorchvideo's key names and shapes."""
     _check_name(name)
-    return _TO_THEIRS[name](state_dict)
+    return _TO_THEIRS[name](_unwrap(state_dict))
+
+
+def _unwrap(state_dict: StateDict) -> StateDict:
+    """Drop the key prefixes of (Distributed)DataParallel and torch.compile wrappers."""
+    unwrapped = {}
+    for key, value in state_dict.items():
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        unwrapped[key] = value
+    return unwrapped
 
 
 def _check_name(name: str) -> None:
@@ -174,8 +183,10 @@ def load_state_dict(path: str) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for unreadable or unsafe files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConvertError(f"{path}: not a readable PyTorch checkpoint ({first_line})") from exc
+        raise ConvertError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}); "
+            "pass a file written by torch.save"
+        ) from exc
     for wrapper in ("model_state", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -186,14 +197,23 @@ def load_state_dict(path: str) -> StateDict:
 
 
 def _save(obj: object, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConvertError(f"{path}: folder {folder} does not exist; create it or change --out")
     tmp = f"{path}.tmp"
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        print(f"error: {message} (see python -m models.convert --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m models.convert", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("direction", choices=("import", "export"),
                         help="import: pytorchvideo/SlowFast -> ours; export: ours -> pytorchvideo")
     parser.add_argument("--model", required=True, choices=tuple(_TO_OURS))
@@ -208,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             _save({"model_state": to_pytorchvideo(args.model, state_dict)}, args.out)
     except ConvertError as exc:
         message = str(exc)
-        if not message.startswith(args.src):
-            message = f"{args.src}: {message}; is it a {args.model} checkpoint?"
+        if not message.startswith((args.src, args.out)):
+            origin = "a pytorchvideo or SlowFast" if args.direction == "import" else "our"
+            message = f"{args.src}: {message}; is it {origin} {args.model} checkpoint?"
         print(f"error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:

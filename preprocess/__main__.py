@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(plan)} videos of {opts.classes} classes to {args.out}")
         return 0
     if args.command == "frames":
-        from preprocess.extract import ExtractOptions, build_store
+        from preprocess.build import build_store
+        from preprocess.extract import ExtractOptions
 
         opts = ExtractOptions(args.format, args.short_side, args.quality)
         summary = build_store(args.data, args.out, opts, jobs=args.jobs)

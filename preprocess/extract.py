@@ -111,6 +111,8 @@ def extract_video(path: Path, opts: ExtractOptions, decode_threads: int = 1) -> 
     """Decode ``path`` and return its kept frames as JPEG bytes, in kept order.
 
     Raises VideoError (with the reason) for anything that makes the video unusable."""
+    if Path(path).stat().st_size == 0:
+        raise VideoError("empty file")
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:

@@ -103,7 +103,9 @@ def read_settings(store: Path) -> StoreSettings:
         d["classes"] = tuple(d.get("classes", ()))
         settings = StoreSettings(**d)
     except (ValueError, TypeError) as e:
-        raise StoreError(f"{path}: unreadable store settings ({e}); rebuild with `make frames`")
+        raise StoreError(
+            f"{path}: unreadable store settings ({e}); rebuild with `make frames`"
+        ) from None
     if settings.version != STORE_VERSION:
         raise StoreError(
             f"{path}: store version {settings.version}, this code reads version "
@@ -147,7 +149,9 @@ def write_index(store: Path, split: str, records: list[VideoRecord]) -> None:
 def read_index(store: Path, split: str) -> list[VideoRecord]:
     path = index_path(store, split)
     if not path.is_file():
-        raise StoreError(f"{path}: no index for split '{split}'; build the store with `make frames`")
+        raise StoreError(
+            f"{path}: no index for split '{split}'; build the store with `make frames`"
+        )
     types = {f.name: f.type for f in fields(VideoRecord)}
     casts = {"int": int, "float": float, "str": str}
     records = []
@@ -159,7 +163,9 @@ def read_index(store: Path, split: str) -> list[VideoRecord]:
             try:
                 records.append(VideoRecord(**{k: casts[types[k]](v) for k, v in row.items()}))
             except (TypeError, ValueError) as e:
-                raise StoreError(f"{path}:{line}: malformed index row ({e}); rebuild the store")
+                raise StoreError(
+                    f"{path}:{line}: malformed index row ({e}); rebuild the store"
+                ) from None
     return records
 
 
@@ -218,22 +224,36 @@ def _h5_file(path: str):
     return f
 
 
+def is_packed(record: VideoRecord) -> bool:
+    """True if the video's frames are in an HDF5 file (location ``<split>.h5:<dataset>``)."""
+    return ".h5:" in record.location
+
+
 def read_frame_bytes(store: Path, record: VideoRecord, indices: list[int]) -> list[bytes]:
     """The JPEG bytes of the given kept frames (0-based) of one video.
 
     Raises StoreError naming the video and frame if any is missing."""
     for i in indices:
         if not 0 <= i < record.kept_frames:
-            raise StoreError(f"{record.video_id}: frame {i} out of range 0..{record.kept_frames - 1}")
-    if ":" in record.location:  # hdf5
+            raise StoreError(
+                f"{record.video_id}: frame {i} out of range 0..{record.kept_frames - 1}"
+            )
+    if is_packed(record):
         file_name, dataset = record.location.split(":", 1)
         h5_path = str(Path(store) / file_name)
         try:
             ds = _h5_file(h5_path)[dataset]
             offsets = ds.attrs["offsets"]
-            return [ds[offsets[i] : offsets[i + 1]].tobytes() for i in indices]
-        except (KeyError, OSError) as e:
-            raise StoreError(f"{h5_path}:{dataset}: cannot read frames of {record.video_id} ({e})")
+            if not indices:
+                return []
+            # One read for the span (a clip is consecutive frames), then cut it into files.
+            lo, hi = int(offsets[min(indices)]), int(offsets[max(indices) + 1])
+            span = ds[lo:hi].tobytes()
+            return [span[offsets[i] - lo : offsets[i + 1] - lo] for i in indices]
+        except (KeyError, OSError, IndexError) as e:
+            raise StoreError(
+                f"{h5_path}:{dataset}: cannot read frames of {record.video_id} ({e})"
+            ) from None
     folder = Path(store) / record.location
     out = []
     for i in indices:
@@ -241,5 +261,7 @@ def read_frame_bytes(store: Path, record: VideoRecord, indices: list[int]) -> li
         try:
             out.append(path.read_bytes())
         except OSError as e:
-            raise StoreError(f"{path}: missing frame {i} of video {record.video_id} ({e.strerror})")
+            raise StoreError(
+                f"{path}: missing frame {i} of video {record.video_id} ({e.strerror})"
+            ) from None
     return out

@@ -78,7 +78,8 @@ class SynthVideo:
 
     @property
     def relative_path(self) -> str:
-        return f"{self.split}/{self.class_name}/{video_name(self.youtube_id, self.start, self.end)}.mp4"
+        name = video_name(self.youtube_id, self.start, self.end)
+        return f"{self.split}/{self.class_name}/{name}.mp4"
 
 
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -254,7 +255,9 @@ def write_csvs(plan: list[SynthVideo], out: Path) -> None:
         rows = [
             CsvRow(str(i), v.class_name.replace("_", " "), v.youtube_id, v.start, v.end, split,
                    False, video_name(v.youtube_id, v.start, v.end))
-            for i, v in enumerate(v for v in plan if v.split == split)
+            for i, v in enumerate(sorted(
+                (v for v in plan if v.split == split),
+                key=lambda v: (v.class_name, video_name(v.youtube_id, v.start, v.end))))
         ]
         write_kinetics_csv(Path(out) / f"{split}.csv", rows)
 
@@ -271,6 +274,8 @@ def check_out_folder(out: Path, opts: SynthOptions) -> None:
     elif Path(out).exists() and any(Path(out).iterdir()):
         raise SynthError(f"{out}: not empty and not a synthetic dataset; choose another --out")
     Path(out).mkdir(parents=True, exist_ok=True)
+    for leftover in Path(out).glob("*/*/.*.partial*.mp4"):  # from a killed run
+        leftover.unlink(missing_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)

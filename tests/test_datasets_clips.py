@@ -12,6 +12,7 @@ from torchvision.datasets.video_utils import VideoClips
 from datasets import ClipDataset, StoreError, TrainTransform, ValTransform
 from preprocess.store import frame_name, read_index
 from tests.test_datasets_helpers import (
+    encode,
     flat_frame_number,
     flat_frames,
     make_index_only_store,
@@ -144,6 +145,10 @@ def test_missing_or_corrupt_frames_name_file_and_video(tmp_path, fmt):
         data = frame.read_bytes()
         frame.write_bytes(data[: len(data) // 2])  # truncated file
         with pytest.raises(StoreError, match=rf"{frame_name(5)}: corrupt JPEG in video drinking/a"):
+            ds[0]
+        frame.write_bytes(encode(textured_frames(1, 48, 56, 2))[0])  # a different size
+        with pytest.raises(StoreError, match=rf"{frame_name(5)}: frame is 56x48, other frames "
+                                             r"of video drinking/a are 56x40"):
             ds[0]
         frame.unlink()
         missing = rf"{frame_name(5)}: missing frame 5 of video drinking/a"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import simplejpeg
+import torch
 
 from preprocess.store import (
     StoreSettings,
@@ -57,6 +60,22 @@ def build_tiny_store(store: Path) -> Path:
     return store
 
 
+# One compute thread per training process: on a small, shared CPU, OpenMP threads of several
+# processes contend and a step can take ten times longer (torchrun sets the same by default).
+ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@contextmanager
+def one_thread():
+    """Run in-process training with one compute thread, then restore the setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_cli(*args: str, torchrun: int = 0, timeout: float = 240.0,
               **kwargs) -> subprocess.CompletedProcess:
     """Run the trainer as the Makefile does (through torchrun with ``torchrun`` processes) or
@@ -67,4 +86,4 @@ def train_cli(*args: str, torchrun: int = 0, timeout: float = 240.0,
     else:
         launcher = [sys.executable]
     return subprocess.run([*launcher, "-m", "train", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+                          text=True, timeout=timeout, env=ONE_THREAD_ENV, **kwargs)

@@ -1,13 +1,14 @@
 """Results files, checkpoints and the resume clock rule, piece by piece."""
 
 import random
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from train import TrainError, checkpoint, results
-from train.run import RunRecord
+from train.results import RunRecord
 
 
 def row(epoch: int, elapsed: float) -> dict:
@@ -55,10 +56,9 @@ def test_resume_clock_counts_lost_work_but_not_downtime():
 
 
 def test_heartbeat_writes_the_run_clock(tmp_path):
-    clock = checkpoint.Clock(launch_time=0.0, carried_s=0.0)
-    clock._base = 42.0  # as if launched 42 s ago
+    clock = checkpoint.Clock(launch_time=time.time() - 42.0, carried_s=100.0)
     checkpoint.Heartbeat(tmp_path, clock).beat()
-    assert checkpoint.read_heartbeat(tmp_path) == pytest.approx(42.0, abs=1.0)
+    assert checkpoint.read_heartbeat(tmp_path) == pytest.approx(142.0, abs=1.0)
 
 
 def test_checkpoint_round_trip_with_weights_only_and_rng_states(tmp_path):

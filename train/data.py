@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -30,25 +32,28 @@ class Data:
         self.train_sampler.set_epoch(epoch)
         self.val_sampler.set_epoch(epoch)
 
-    def model_input(self, clips: torch.Tensor, device: torch.device,
-                    memory_format: torch.memory_format) -> torch.Tensor:
+    def model_input(self, clips: torch.Tensor, device: torch.device) -> torch.Tensor:
         """uint8 clips from the loader -> normalised float32 on the device (the normalisation
         runs there: a quarter of the bytes cross the bus). Train and val share mean/std."""
-        x = self.train_set.transform.normalize(clips.to(device, non_blocking=True))
-        return x.contiguous(memory_format=memory_format)
+        return self.train_set.transform.normalize(clips.to(device, non_blocking=True))
 
 
 def build_data(config: dict, d: Dist) -> Data:
     mean, std = tuple(config["mean"]), tuple(config["std"])
-    train_set = ClipDataset(
-        config["data"], "train",
-        TrainTransform(tuple(config["train_short_side"]), config["train_crop"],
-                       config["flip_p"], mean, std),
-        clip_len=config["clip_len"], seed=config["seed"])
-    val_set = ClipDataset(
-        config["data"], "val",
-        ValTransform(config["val_short_side"], config["val_crop"], mean, std),
-        clip_len=config["clip_len"], seed=config["seed"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_set = ClipDataset(
+            config["data"], "train",
+            TrainTransform(tuple(config["train_short_side"]), config["train_crop"],
+                           config["flip_p"], mean, std),
+            clip_len=config["clip_len"], seed=config["seed"])
+        val_set = ClipDataset(
+            config["data"], "val",
+            ValTransform(config["val_short_side"], config["val_crop"], mean, std),
+            clip_len=config["clip_len"], seed=config["seed"])
+    if d.is_main:  # e.g. videos too short for one clip: reported once, as one line each
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr, flush=True)
     if train_set.num_classes != config["num_classes"]:
         raise TrainError(
             f"{config['data']}: the store has {train_set.num_classes} classes but the config "

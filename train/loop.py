@@ -53,7 +53,7 @@ def train_step(
         outputs = model(clips)
     loss = criterion(outputs.float(), labels)
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
+    if scaler is not None:  # fp16: scale the loss against gradient underflow
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -92,38 +92,37 @@ def train_one_epoch(
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss x clips, hits, clips
     window = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, steps
     total = len(batches) if hasattr(batches, "__len__") else None
-    bar = tqdm(total=total, desc=f"epoch {epoch}", unit="step", disable=not d.is_main,
-               dynamic_ncols=True, leave=False)
-    progress = _Progress(d, epoch, bar)
-    iterator = iter(batches)
-    while True:
-        t_wait = time.perf_counter()
-        try:
-            clips, labels, _ = next(iterator)
-        except StopIteration:
-            break
-        progress.wait_s += time.perf_counter() - t_wait
-        clips = prepare(clips) if prepare else clips.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        loss, outputs = train_step(model, optimizer, clips, labels, criterion, autocast, scaler)
-        n = len(labels)
-        sums[0] += loss.double() * n
-        sums[1] += (outputs.argmax(dim=1) == labels).sum()
-        sums[2] += n
-        window[0] += loss.double()
-        window[1] += 1
-        progress.step += 1
-        progress.clips += n
-        on_step()
-        if progress.step % CHECK_EVERY == 0:
+    with tqdm(total=total, desc=f"epoch {epoch}", unit="step", disable=not d.is_main,
+              dynamic_ncols=True, leave=False) as bar:  # closed on errors too
+        progress = _Progress(d, epoch, bar)
+        iterator = iter(batches)
+        while True:
+            t_wait = time.perf_counter()
+            try:
+                clips, labels, _ = next(iterator)
+            except StopIteration:
+                break
+            progress.wait_s += time.perf_counter() - t_wait
+            clips = prepare(clips) if prepare else clips.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            loss, outputs = train_step(model, optimizer, clips, labels, criterion, autocast, scaler)
+            n = len(labels)
+            sums[0] += loss.double() * n
+            sums[1] += (outputs.argmax(dim=1) == labels).sum()
+            sums[2] += n
+            window[0] += loss.double()
+            window[1] += 1
+            progress.step += 1
+            progress.clips += n
+            on_step()
+            if progress.step % CHECK_EVERY == 0:
+                progress.check(window)
+            bar.update(1)
+        if progress.step % CHECK_EVERY:
             progress.check(window)
-        bar.update(1)
-    if progress.step % CHECK_EVERY:
-        progress.check(window)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - progress.start
-    bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - progress.start
     all_reduce_sum(d, sums)
     share = progress.wait_s / max(seconds, 1e-9)
     shares = all_reduce_sum(d, torch.tensor([share], dtype=torch.float64, device=device))

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,39 @@ RUN_FILE = "run.json"
 _DECIMALS = {"elapsed_s": 3, "train_s": 3, "eval_s": 3, "train_loss": 6, "train_top1": 4,
              "val_top1": 4, "val_top5": 4, "val_video_top1": 4, "clips_per_s": 3,
              "data_wait_frac": 4, "peak_mem_mb": 1}
+
+
+@dataclass
+class RunRecord:
+    """What run.json says. Every process keeps one (the stop decision is taken everywhere);
+    rank 0 writes it."""
+
+    config: dict
+    run_id: str
+    changed_keys: list[str]
+    git_dirty: bool
+    machine: str
+    device: str
+    gpus: int
+    resumed: bool = False
+    lost_s: float = 0.0
+    reached: bool = False
+    t_target_s: float | None = None
+    epochs_done: int = 0
+    finished: bool = False
+
+    def to_json(self) -> dict:
+        c = self.config
+        return {
+            "config": c["name"], "model": c["model"], "run_id": self.run_id,
+            "target_top1": c["target_top1"], "reached": self.reached,
+            "t_target_s": self.t_target_s, "epochs_done": self.epochs_done,
+            "finished": self.finished, "gpus": self.gpus, "workers": c["workers"],
+            "device": self.device, "machine": self.machine,
+            "compliant": not self.changed_keys and not self.git_dirty,
+            "changed_keys": self.changed_keys, "git_dirty": self.git_dirty,
+            "resumed": self.resumed, "lost_s": round(self.lost_s, 3), "seed": c["seed"],
+        }
 
 
 def new_run_id() -> str:

@@ -18,14 +18,15 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import opts
+from models.speed import SpeedOptionError, apply_channels_last, autocast, compile_model, grad_scaler
 from train import TrainError, checkpoint, results, system
-from train.data import build_data
+from train.data import Data, build_data
 from train.distributed import Dist, broadcast_object, gather_objects, launch_time, setup, shutdown
 from train.evaluate import evaluate
 from train.loop import NonFiniteLoss, loss_function, train_one_epoch
+from train.results import RunRecord
 from train.resume import resume_config
 from train.schedule import build_optimizer, config_lr, set_lr
-from train.speed import SpeedOptions
 
 
 class RunStopped(Exception):
@@ -33,35 +34,14 @@ class RunStopped(Exception):
 
 
 @dataclass
-class RunRecord:
-    """What run.json says; rank 0 keeps it up to date."""
+class Trainee:
+    """The model as trained: ``module`` is the plain network (evaluated and checkpointed),
+    ``model`` the same wrapped for training (DDP, compile)."""
 
-    config: dict
-    run_id: str
-    changed_keys: list[str]
-    git_dirty: bool
-    machine: str
-    device: str
-    gpus: int
-    resumed: bool = False
-    lost_s: float = 0.0
-    reached: bool = False
-    t_target_s: float | None = None
-    epochs_done: int = 0
-    finished: bool = False
-
-    def to_json(self) -> dict:
-        c = self.config
-        return {
-            "config": c["name"], "model": c["model"], "run_id": self.run_id,
-            "target_top1": c["target_top1"], "reached": self.reached,
-            "t_target_s": self.t_target_s, "epochs_done": self.epochs_done,
-            "finished": self.finished, "gpus": self.gpus, "workers": c["workers"],
-            "device": self.device, "machine": self.machine,
-            "compliant": not self.changed_keys and not self.git_dirty,
-            "changed_keys": self.changed_keys, "git_dirty": self.git_dirty,
-            "resumed": self.resumed, "lost_s": round(self.lost_s, 3), "seed": c["seed"],
-        }
+    module: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
 
 
 def check_world(config: dict, d: Dist) -> dict:
@@ -76,6 +56,10 @@ def check_world(config: dict, d: Dist) -> dict:
             f"global batch_size {config['batch_size']} does not divide across "
             f"{d.world_size} processes; use a process count that divides it"
         )
+    try:
+        autocast(d.device.type, config["precision"])  # an unusable precision fails here
+    except SpeedOptionError as e:
+        raise opts.ConfigError(f"config {config['name']}: {e}") from None
     return {**config, "gpus": d.world_size}
 
 
@@ -83,120 +67,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def run(args: argparse.Namespace, own_start: float) -> None:
-    if args.resume is not None:
-        config, changed, previous = resume_config(args)
-    else:
-        config, changed = opts.config_from_args(args)
-        previous = None
-    speed = SpeedOptions.from_config(config)  # fails on an unusable option before any work
-    d = setup()
-    try:
-        _run(config, changed, previous, speed, d, own_start, args.resume)
-    finally:
-        shutdown(d)
-
-
-def _run(config, changed, previous, speed, d: Dist, own_start, resume_dir) -> None:
-    config = check_world(config, d)
-    launch = broadcast_object(d, launch_time(own_start))
-    state = checkpoint.load(resume_dir) if resume_dir is not None else None
-    if state is not None and state["world_size"] != d.world_size:
-        raise TrainError(
-            f"{resume_dir}: the run used {state['world_size']} process(es); resume it with "
-            f"torchrun --standalone --nproc-per-node={state['world_size']}"
-        )
-    carried_s, lost_s = 0.0, 0.0
-    if state is not None:
-        carried_s, lost_s = broadcast_object(
-            d, checkpoint.resume_clock(state, checkpoint.read_heartbeat(resume_dir)))
-    clock = checkpoint.Clock(launch, carried_s)
-
-    seed_everything(config["seed"])  # the same initial weights on every process
-    data = build_data(config, d)
-    module = speed.prepare_model(build_model(config).to(d.device))
-    model = module
-    if d.active:
-        model = DistributedDataParallel(
-            module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    model = speed.compile_model(model)
-    optimizer = build_optimizer(module, config)
-    scaler = speed.grad_scaler(d.device)
-    torch.manual_seed(config["seed"] + d.rank)  # different dropout masks on each process
-
-    start_epoch = 0
-    if state is not None:
-        module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        checkpoint.restore_rng(state["rng"][d.rank])
-        start_epoch = state["epoch"] + 1
-
-    record, run_dir = _start_record(config, changed, previous, state, d, lost_s, resume_dir)
-    heartbeat = checkpoint.Heartbeat(run_dir if d.is_main else None, clock)
-    heartbeat.beat(force=True)
-    criterion = loss_function()
-
-    def prepare(clips: torch.Tensor) -> torch.Tensor:
-        return data.model_input(clips, d.device, speed.memory_format)
-
-    outputs_are_probabilities = bool(config.get("head_softmax", False))
-
-    for epoch in range(start_epoch, config["epochs"]):
-        lr = config_lr(config, epoch)
-        set_lr(optimizer, lr)
-        data.set_epoch(epoch)
-        try:
-            stats = train_one_epoch(
-                model, optimizer, data.train_loader, d, epoch, criterion,
-                on_step=heartbeat.beat, autocast=speed.autocast(d.device), scaler=scaler,
-                prepare=prepare)
-        except NonFiniteLoss as e:
-            if d.is_main:
-                results.write_json(run_dir / results.RUN_FILE, record.to_json())
-            last = f"epoch {record.epochs_done - 1}" if record.epochs_done else "none yet"
-            raise RunStopped(f"{e}; run stopped, last good checkpoint ({last}) kept in "
-                             f"{run_dir}") from None
-        val = evaluate(module, data.val_loader, d, config["num_classes"], data.num_val_videos,
-                       outputs_are_probabilities, autocast=speed.autocast(d.device),
-                       prepare=prepare, on_batch=heartbeat.beat)
-        elapsed = clock.elapsed()
-        row = {
-            "epoch": epoch, "elapsed_s": elapsed, "train_s": stats.seconds,
-            "eval_s": val.seconds, "lr": lr, "train_loss": stats.loss, "train_top1": stats.top1,
-            "val_top1": val.top1, "val_top5": val.top5, "val_video_top1": val.video_top1,
-            "clips_per_s": stats.clips / max(stats.seconds, 1e-9),
-            "data_wait_frac": stats.data_wait_frac, "peak_mem_mb": stats.peak_mem_mb,
-        }
-        record.epochs_done = epoch + 1
-        if val.top1 >= config["target_top1"] and not record.reached:
-            record.reached, record.t_target_s = True, round(elapsed, 3)
-        stop = record.reached and config["stop_at_target"]
-        record.finished = stop or epoch + 1 == config["epochs"]
-        rng = gather_objects(d, checkpoint.rng_state())
-        if d.is_main:
-            results.append_epoch(run_dir, row)
-            _log_epoch(config, row, val)
-            checkpoint.save(run_dir, {
-                "epoch": epoch, "model": module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {"last_epoch": epoch},  # the LR is a function of the epoch
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": rng, "elapsed_s": clock.elapsed(), "lost_s": record.lost_s,
-                "reached": record.reached, "t_target_s": record.t_target_s,
-                "world_size": d.world_size, "run_id": record.run_id,
-            })
-            results.write_json(run_dir / results.RUN_FILE, record.to_json())
-            heartbeat.beat(force=True)
-        if stop:
-            break
-    if d.is_main:
-        reached = f"reached {config['target_top1']} at {record.t_target_s} s" if record.reached \
-            else f"did not reach {config['target_top1']}"
-        print(f"run {record.run_id}: {reached}; results in {run_dir}", flush=True)
 
 
 def build_model(config: dict) -> torch.nn.Module:
@@ -210,9 +80,70 @@ def build_model(config: dict) -> torch.nn.Module:
         raise opts.ConfigError(f"config {config['name']}: {e}") from None
 
 
-def _start_record(config, changed, previous, state, d: Dist, lost_s, resume_dir):
+def build_trainee(config: dict, d: Dist) -> Trainee:
+    """Model, optimiser and loss scaler, with identical initial weights on every process."""
+    seed_everything(config["seed"])
+    module = build_model(config).to(d.device)
+    if config["channels_last"]:
+        module = apply_channels_last(module)
+    model = module
+    if d.active:
+        model = DistributedDataParallel(
+            module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    if config["compile"]:
+        model = compile_model(model)
+    torch.manual_seed(config["seed"] + d.rank)  # different dropout masks on each process
+    return Trainee(module, model, build_optimizer(module, config),
+                   grad_scaler(d.device.type, config["precision"]))
+
+
+def run(args: argparse.Namespace, own_start: float) -> None:
+    if args.resume is not None:
+        config, changed, previous = resume_config(args)
+    else:
+        config, changed = opts.config_from_args(args)
+        previous = None
+    d = setup()
+    try:
+        config = check_world(config, d)
+        launch = broadcast_object(d, launch_time(own_start))
+        state = _load_checkpoint(args.resume, d) if args.resume is not None else None
+        carried_s, lost_s = 0.0, 0.0
+        if state is not None:
+            carried_s, lost_s = broadcast_object(
+                d, checkpoint.resume_clock(state, checkpoint.read_heartbeat(args.resume)))
+        clock = checkpoint.Clock(launch, carried_s)
+        data = build_data(config, d)
+        trainee = build_trainee(config, d)
+        if state is not None:
+            _restore(trainee, state, d)
+        record, run_dir = broadcast_object(
+            d, _open_results(config, changed, previous, state, d, lost_s, args.resume))
+        _train(config, d, data, trainee, record, run_dir, clock)
+    finally:
+        shutdown(d)
+
+
+def _load_checkpoint(run_dir: Path, d: Dist) -> dict:
+    state = checkpoint.load(run_dir)
+    if state["world_size"] != d.world_size:
+        raise TrainError(
+            f"{run_dir}: the run used {state['world_size']} process(es); resume it with "
+            f"torchrun --standalone --nproc-per-node={state['world_size']}")
+    return state
+
+
+def _restore(trainee: Trainee, state: dict, d: Dist) -> None:
+    trainee.module.load_state_dict(state["model"])
+    trainee.optimizer.load_state_dict(state["optimizer"])
+    if state["scaler"]:
+        trainee.scaler.load_state_dict(state["scaler"])
+    checkpoint.restore_rng(state["rng"][d.rank])
+
+
+def _open_results(config, changed, previous, state, d: Dist, lost_s, resume_dir):
     """Rank 0 creates (or, on resume, reopens) the results folder and writes config.yaml,
-    system.json and run.json. Returns the run record and the folder (None on other ranks)."""
+    system.json and run.json. Returns (record, folder); (None, None) on other ranks."""
     if not d.is_main:
         return None, None
     info = system.describe(d.device, d.world_size)
@@ -222,18 +153,87 @@ def _start_record(config, changed, previous, state, d: Dist, lost_s, resume_dir)
                            info["device"], d.world_size)
     else:
         run_dir = Path(resume_dir)
-        kept = results.keep_epochs_through(run_dir, state["epoch"])
+        results.keep_epochs_through(run_dir, state["epoch"])
         record = RunRecord(
             config, state["run_id"], changed, previous["git_dirty"] or info["git_dirty"],
             info["machine"], info["device"], d.world_size, resumed=True, lost_s=lost_s,
-            reached=state["reached"], t_target_s=state["t_target_s"], epochs_done=kept)
-        print(f"resuming {run_dir} after epoch {state['epoch']} "
-              f"(clock {state['elapsed_s'] + lost_s - state['lost_s']:.1f} s, "
-              f"lost {lost_s:.1f} s)", flush=True)
+            reached=state["reached"], t_target_s=state["t_target_s"],
+            epochs_done=state["epoch"] + 1)
+        print(f"resuming {run_dir} after epoch {state['epoch']} (lost {lost_s:.1f} s "
+              "of work to stops so far, counted in the clock)", flush=True)
     results.write_config(run_dir, config)
     results.write_json(run_dir / results.SYSTEM_FILE, info)
     results.write_json(run_dir / results.RUN_FILE, record.to_json())
     return record, run_dir
+
+
+def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run_dir: Path,
+           clock: checkpoint.Clock) -> None:
+    heartbeat = checkpoint.Heartbeat(run_dir if d.is_main else None, clock)
+    heartbeat.beat(force=True)
+    criterion = loss_function()
+    probabilities = bool(config.get("head_softmax", False))  # X3D-M's head ends in a softmax
+
+    def prepare(clips: torch.Tensor) -> torch.Tensor:
+        return data.model_input(clips, d.device)
+
+    def done() -> bool:
+        return record.epochs_done >= config["epochs"] or (
+            record.reached and config["stop_at_target"])
+
+    while not done():
+        epoch = record.epochs_done
+        lr = config_lr(config, epoch)
+        set_lr(trainee.optimizer, lr)
+        data.set_epoch(epoch)
+        try:
+            stats = train_one_epoch(
+                trainee.model, trainee.optimizer, data.train_loader, d, epoch, criterion,
+                on_step=heartbeat.beat, autocast=autocast(d.device.type, config["precision"]),
+                scaler=trainee.scaler, prepare=prepare)
+        except NonFiniteLoss as e:
+            if d.is_main:
+                results.write_json(run_dir / results.RUN_FILE, record.to_json())
+            last = f"epoch {epoch - 1}" if epoch else "none"
+            raise RunStopped(f"{e}; run stopped, last good checkpoint ({last}) kept in "
+                             f"{run_dir}") from None
+        val = evaluate(trainee.module, data.val_loader, d, config["num_classes"],
+                       data.num_val_videos, probabilities,
+                       autocast=autocast(d.device.type, config["precision"]),
+                       prepare=prepare, on_batch=heartbeat.beat)
+        elapsed = clock.elapsed()  # the epoch's time stamp: its evaluation just ended
+        row = {
+            "epoch": epoch, "elapsed_s": elapsed, "train_s": stats.seconds,
+            "eval_s": val.seconds, "lr": lr, "train_loss": stats.loss, "train_top1": stats.top1,
+            "val_top1": val.top1, "val_top5": val.top5, "val_video_top1": val.video_top1,
+            "clips_per_s": stats.clips / max(stats.seconds, 1e-9),
+            "data_wait_frac": stats.data_wait_frac, "peak_mem_mb": stats.peak_mem_mb,
+        }
+        record.epochs_done = epoch + 1
+        if val.top1 >= config["target_top1"] and not record.reached:
+            record.reached, record.t_target_s = True, round(elapsed, 3)
+        record.finished = done()
+        rng = gather_objects(d, checkpoint.rng_state())  # every process's generators
+        if d.is_main:
+            results.append_epoch(run_dir, row)
+            _log_epoch(config, row, val)
+            checkpoint.save(run_dir, {
+                "epoch": epoch, "model": trainee.module.state_dict(),
+                "optimizer": trainee.optimizer.state_dict(),
+                "scheduler": {"last_epoch": epoch},  # the LR is a function of the epoch
+                "scaler": trainee.scaler.state_dict(), "rng": rng,
+                "elapsed_s": clock.elapsed(), "lost_s": record.lost_s,
+                "reached": record.reached, "t_target_s": record.t_target_s,
+                "world_size": d.world_size, "run_id": record.run_id,
+            })
+            results.write_json(run_dir / results.RUN_FILE, record.to_json())
+            heartbeat.beat(force=True)
+    record.finished = True
+    if d.is_main:
+        results.write_json(run_dir / results.RUN_FILE, record.to_json())
+        outcome = (f"reached {config['target_top1']} at {record.t_target_s} s"
+                   if record.reached else f"did not reach {config['target_top1']}")
+        print(f"run {record.run_id}: {outcome}; results in {run_dir}", flush=True)
 
 
 def _log_epoch(config: dict, row: dict, val) -> None:
@@ -246,4 +246,3 @@ def _log_epoch(config: dict, row: dict, val) -> None:
         f"peak {row['peak_mem_mb']:.0f} MB | elapsed {row['elapsed_s']:.1f} s",
         flush=True,
     )
-

@@ -1,0 +1,287 @@
+"""Frame extraction speed: ``python -m preprocess frames`` against one ffmpeg process per video.
+
+Prints a table (videos/s, frames/s, JPEG size and quality) for our extractor with 1 and 2 jobs
+and for the classic baseline,
+``ffmpeg -i IN -vf fps=15,scale=W:H:flags=area -q:v Q OUT/image_%05d.jpg`` run once per video
+(1 and 2 at a time, ffmpeg's own threading left on), on the same videos, at the same output
+size and with the same resampling filter as ours (libswscale "area"). The baseline's -q:v is
+picked so that its JPEG files are about as large as ours, and both are scored by PSNR against
+an independent decode (PyAV, all frames) resized with OpenCV (area).
+
+    .venv/bin/python benchmarks/frames.py [--data data/synth20] [--short-side 320]
+
+``--save-frames F`` then ``--codecs --frames F`` print a second table: ms per frame of
+resizing and JPEG coding with each library importable in the running venv (run it in a venv
+with Pillow-SIMD to compare it with Pillow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if "--codecs" not in sys.argv:  # the codec table runs in any venv with numpy and Pillow
+    import av
+    import cv2
+    import imageio_ffmpeg
+
+    from preprocess.build import build_store
+    from preprocess.extract import ExtractOptions, decode_jpeg, output_size
+    from preprocess.kinetics import find_videos
+    from preprocess.resample import kept_frame_indices
+    from preprocess.store import read_frame_bytes, read_index
+
+    FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def reference_frames(path: Path, size: tuple[int, int]) -> list[np.ndarray]:
+    """Every frame, decoded by PyAV to RGB and resized by OpenCV (area)."""
+    with av.open(str(path)) as container:
+        return [cv2.resize(f.to_ndarray(format="rgb24"), size, interpolation=cv2.INTER_AREA)
+                for f in container.decode(video=0)]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / max(mse, 1e-10)))
+
+
+def ffmpeg_one(path: Path, out: Path, size: tuple[int, int], qscale: int) -> int:
+    out.mkdir(parents=True)
+    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-i", str(path), "-vf",
+                    f"fps=15,scale={size[0]}:{size[1]}:flags=area", "-q:v", str(qscale),
+                    str(out / "image_%05d.jpg")], check=True)
+    return len(list(out.iterdir()))
+
+
+def run_ffmpeg(videos: list, sizes: dict, qscale: int, jobs: int, out: Path) -> tuple:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        counts = list(pool.map(lambda v: ffmpeg_one(v.path, out / v.split / v.video_id,
+                                                    sizes[v.path], qscale), videos))
+    return time.perf_counter() - start, sum(counts)
+
+
+def ffmpeg_quality(videos: list, sizes: dict, out: Path) -> tuple[float, float]:
+    """Mean JPEG bytes and PSNR of the baseline. ffmpeg's fps filter picks frames by time, so
+    each video's outputs are matched to the source frames with the best of three offsets."""
+    sizes_b, scores = [], []
+    for v in videos:
+        files = sorted((out / v.split / v.video_id).iterdir())
+        ref = reference_frames(v.path, sizes[v.path])
+        step = len(ref) / max(len(files), 1)
+        imgs = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+        per_offset = [
+            [psnr(img, ref[min(max(int(k * step) + o, 0), len(ref) - 1)])
+             for k, img in enumerate(imgs)]
+            for o in (-1, 0, 1)
+        ]
+        scores += max(per_offset, key=np.mean)
+        sizes_b += [f.stat().st_size for f in files]
+    return float(np.mean(sizes_b)), float(np.mean(scores))
+
+
+def our_quality(store: Path, videos: dict) -> tuple[float, float]:
+    sizes_b, scores = [], []
+    for split in ("train", "val"):
+        for r in read_index(store, split):
+            if (split, r.video_id) not in videos:
+                continue
+            ref = reference_frames(videos[(split, r.video_id)], (r.width, r.height))
+            kept = kept_frame_indices(len(ref), r.source_fps)
+            jpegs = read_frame_bytes(store, r, list(range(r.kept_frames)))
+            for j, data in zip(kept, jpegs, strict=True):
+                scores.append(psnr(decode_jpeg(data), ref[j]))
+                sizes_b.append(len(data))
+    return float(np.mean(sizes_b)), float(np.mean(scores))
+
+
+def save_frames(data: Path, path: Path, count: int = 30) -> None:
+    """RGB frames of the first video of ``data`` (for the codec table), and the decode speed."""
+    _, by_split = find_videos(data)
+    source = by_split["train"][0].path
+    start = time.perf_counter()
+    with av.open(str(source)) as container:
+        container.streams.video[0].thread_count = 1
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    seconds = time.perf_counter() - start
+    np.save(path, np.stack(frames[:count]))
+    print(f"| PyAV {av.__version__} | H.264 decode + RGB, 1 thread | "
+          f"{seconds / len(frames) * 1e3:.2f} |")
+
+
+def _best_ms(fn, items, rounds: int = 3) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        out = [fn(x) for x in items]
+        best = min(best, time.perf_counter() - start)
+    _best_ms.last = out
+    return best / len(items) * 1e3
+
+
+def codec_table(frames_path: Path, short_side: int, quality: int) -> None:
+    """ms per frame of resizing, JPEG encoding and JPEG decoding with every library that is
+    importable here (run it once per venv to compare Pillow with Pillow-SIMD)."""
+    import io
+    from importlib import metadata
+
+    import PIL
+    from PIL import Image
+
+    frames = list(np.load(frames_path))
+    h, w = frames[0].shape[:2]
+    scale = short_side / min(w, h)
+    size = (2 * int(w * scale / 2 + 0.5), short_side) if scale < 1 else (w, h)
+    try:
+        metadata.distribution("pillow-simd")
+        pil = f"Pillow-SIMD {PIL.__version__}"
+    except metadata.PackageNotFoundError:
+        pil = f"Pillow {PIL.__version__}"
+    rows = []
+    images = [Image.fromarray(f) for f in frames]
+    rows.append((pil, "resize bilinear (antialiased)",
+                 _best_ms(lambda im: im.resize(size, Image.BILINEAR), images)))
+    rows.append((pil, "resize box (area)", _best_ms(lambda im: im.resize(size, Image.BOX),
+                                                   images)))
+    small = [np.asarray(im) for im in _best_ms.last]
+
+    def pil_encode(a):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, "JPEG", quality=quality)
+        return buf.getvalue()
+
+    rows.append((pil, f"JPEG encode q{quality}", _best_ms(pil_encode, small)))
+    jpegs = _best_ms.last
+    rows.append((pil, "JPEG decode", _best_ms(
+        lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("RGB")), jpegs)))
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        name = f"OpenCV {cv2.__version__}"
+        cv2.setNumThreads(1)
+        rows.append((name, "resize area", _best_ms(
+            lambda a: cv2.resize(a, size, interpolation=cv2.INTER_AREA), frames)))
+        rows.append((name, "resize bilinear", _best_ms(
+            lambda a: cv2.resize(a, size, interpolation=cv2.INTER_LINEAR), frames)))
+        rows.append((name, f"JPEG encode q{quality}", _best_ms(
+            lambda a: cv2.imencode(".jpg", a, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], small)))
+        rows.append((name, "JPEG decode", _best_ms(
+            lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), jpegs)))
+    try:
+        import simplejpeg
+    except ImportError:
+        simplejpeg = None
+    if simplejpeg is not None:
+        name = f"simplejpeg {simplejpeg.__version__}"
+        rows.append((name, f"JPEG encode q{quality}", _best_ms(
+            lambda a: simplejpeg.encode_jpeg(a, quality, "RGB", "420"), small)))
+        rows.append((name, "JPEG decode", _best_ms(
+            lambda b: simplejpeg.decode_jpeg(b, "RGB"), jpegs)))
+    try:
+        import av
+    except ImportError:
+        av = None
+    if av is not None and simplejpeg is not None:
+        from preprocess.extract import encode_frame
+
+        yuv = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
+               for f in frames]
+        name = f"PyAV {av.__version__} swscale"
+        rows.append((name, "resize area, yuv420p -> rgb24", _best_ms(
+            lambda f: f.reformat(size[0], size[1], "yuv420p", interpolation="AREA",
+                                 threads=1).to_ndarray(format="rgb24"), yuv)))
+        rows.append(("ours: swscale + simplejpeg", "resize area + JPEG encode (YUV planes)",
+                     _best_ms(lambda f: encode_frame(f, size, quality), yuv)))
+    print(f"\n{len(frames)} frames {w}x{h} -> {size[0]}x{size[1]}, 1 thread, best of 3\n")
+    print("| library | operation | ms/frame |\n|---|---|---:|")
+    for name, op, ms in rows:
+        print(f"| {name} | {op} | {ms:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("data/synth20"))
+    parser.add_argument("--short-side", type=int, default=320)
+    parser.add_argument("--quality", type=int, default=90)
+    parser.add_argument("--quality-videos", type=int, default=4,
+                        help="videos scored for JPEG size and PSNR")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs (best is shown)")
+    parser.add_argument("--save-frames", type=Path, help="only save frames for --codecs")
+    parser.add_argument("--codecs", action="store_true", help="only the per-library table")
+    parser.add_argument("--frames", type=Path, default=Path("/tmp/bench_frames.npy"))
+    args = parser.parse_args()
+    if args.save_frames:
+        return save_frames(args.data, args.save_frames)
+    if args.codecs:
+        return codec_table(args.frames, args.short_side, args.quality)
+    _, by_split = find_videos(args.data)
+    videos = by_split["train"] + by_split["val"]
+    sizes = {}
+    for v in videos:
+        with av.open(str(v.path)) as c:
+            s = c.streams.video[0]
+            sizes[v.path] = output_size(s.width, s.height, args.short_side)
+    sample = videos[:: max(len(videos) // args.quality_videos, 1)][: args.quality_videos]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_frames_") as tmp:
+        tmp = Path(tmp)
+        # Baseline -q:v giving JPEG files closest in size to ours (on the scored videos).
+        opts = ExtractOptions("jpg", args.short_side, args.quality)
+        build_store(args.data, tmp / "probe", opts, jobs=2, quiet=True)
+        ours_bytes, ours_psnr = our_quality(
+            tmp / "probe", {(v.split, v.video_id): v.path for v in sample})
+        best = None
+        for q in (2, 3, 4, 5, 6):
+            out = tmp / f"q{q}"
+            run_ffmpeg(sample, sizes, q, 2, out)
+            size_b, score = ffmpeg_quality(sample, sizes, out)
+            if best is None or abs(size_b - ours_bytes) < abs(best[1] - ours_bytes):
+                best = (q, size_b, score)
+            shutil.rmtree(out)
+        qscale, ff_bytes, ff_psnr = best
+        timings: dict = {}
+        for _ in range(args.repeat):  # interleaved, best of: the machine may be shared
+            for jobs in (1, 2):
+                store = tmp / f"ours{jobs}"
+                start = time.perf_counter()
+                summary = build_store(args.data, store, opts, jobs=jobs, quiet=True)
+                seconds = time.perf_counter() - start
+                key = ("ours", jobs)
+                timings[key] = min(timings.get(key, (1e9,))[0], seconds), summary.frames
+                shutil.rmtree(store)
+                seconds, frames = run_ffmpeg(videos, sizes, qscale, jobs, tmp / f"ff{jobs}")
+                key = ("ffmpeg", jobs)
+                timings[key] = min(timings.get(key, (1e9,))[0], seconds), frames
+                shutil.rmtree(tmp / f"ff{jobs}")
+        for (method, jobs), (seconds, frames) in sorted(timings.items(), reverse=True):
+            if method == "ours":
+                rows.append((f"ours (PyAV + libjpeg-turbo, q{args.quality})", jobs,
+                             len(videos), frames, seconds, ours_bytes, ours_psnr))
+            else:
+                rows.append((f"ffmpeg CLI per video (-q:v {qscale})", jobs, len(videos),
+                             frames, seconds, ff_bytes, ff_psnr))
+    w, h = sizes[videos[0].path]
+    print(f"\n{len(videos)} videos of {args.data} -> {w}x{h} JPEG frames at 15 fps\n")
+    print("| method | jobs | videos | frames | seconds | videos/s | frames/s | KB/frame "
+          "| PSNR dB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, jobs, n, frames, seconds, size_b, score in rows:
+        print(f"| {name} | {jobs} | {n} | {frames} | {seconds:.1f} | {n / seconds:.1f} | "
+              f"{frames / seconds:.0f} | {size_b / 1e3:.1f} | {score:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""Clip loading speed of one loader worker: our ClipDataset on JPEG and HDF5 frame stores
+against decoding the mp4 on the fly (the original benchmark), a PIL-per-frame loader (as
+3D-ResNets-PyTorch does) and the bare JPEG decode of the same frames.
+
+    .venv/bin/python -m benchmarks.loader [--quick] [--data DIR]
+
+Every method loads the same training clips with the same transform parameters (short side
+in [256, 320], flip, 224 crop), single-threaded like a DataLoader worker. By default the
+videos are a small synthetic set with Kinetics-like frames (480x360, 10 s, 30 fps, H.264
+with 250-frame GOPs) made once with ``python -m preprocess synth``, and the stores are built
+from them with ``python -m preprocess frames`` (short side 320, JPEG quality 90: 426x320).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import simplejpeg
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torchvision.io import decode_jpeg
+from tqdm import tqdm
+
+from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
+from datasets.transforms import render_clip, resized_size
+from preprocess.resample import kept_frame_indices
+from preprocess.store import StoreError, frame_name, read_frame_bytes
+
+DEFAULT_DATA = Path("data/bench/loader_videos")
+SYNTH_ARGS = ["--classes", "2", "--train-per-class", "3", "--val-per-class", "1",
+              "--duration", "10", "--width", "480", "--height", "360", "--fps", "30"]
+
+
+class BenchError(Exception):
+    """Bad benchmark options or data."""
+
+
+def run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise BenchError(f"command failed: {' '.join(cmd)}")
+
+
+def prepare(data: Path, work: Path) -> dict[str, Path]:
+    """The jpg and hdf5 stores of ``data``: the Makefile's (data/frames/<name>_<fmt>) if
+    present, else built under ``work``. Makes the default videos if they are missing."""
+    if not (data / "train").is_dir():
+        if data != DEFAULT_DATA:
+            raise BenchError(f"{data}: no train/ folder; give a dataset in Kinetics layout")
+        run([sys.executable, "-m", "preprocess", "synth", "--out", str(data), *SYNTH_ARGS])
+    stores = {}
+    for fmt in ("jpg", "hdf5"):
+        store = Path("data/frames") / f"{data.name}_{fmt}"
+        if not (store / "train_index.csv").is_file():
+            store = work / f"{data.name}_{fmt}"
+            if not (store / "train_index.csv").is_file():
+                run([sys.executable, "-m", "preprocess", "frames", "--data", str(data),
+                     "--out", str(store), "--format", fmt])
+        stores[fmt] = store
+    return stores
+
+
+def pick_clips(ds: ClipDataset, count: int) -> list[int]:
+    """``count`` clip indices spread evenly over the split."""
+    return np.linspace(0, len(ds) - 1, min(count, len(ds))).round().astype(int).tolist()
+
+
+def pyav_frames(ds: ClipDataset, data: Path, index: int) -> list[np.ndarray]:
+    """Decode a clip's frames from the mp4 as torchvision's read_video did: seek to the key
+    frame before the clip, decode, convert every frame in the clip's time range to RGB, then
+    keep the 15-fps frames (VideoClips)."""
+    record = ds.records[int(ds.clip_video[index])]
+    kept = kept_frame_indices(record.source_frames, record.source_fps)
+    wanted = kept[ds.clip_frames(index)].tolist()
+    first, last = wanted[0], wanted[-1]
+    rgb = {}
+    with av.open(str(data / ds.split / f"{record.video_id}.mp4")) as container:
+        stream = container.streams.video[0]
+        fps, base, start = record.source_fps, stream.time_base, stream.start_time or 0
+        container.seek(int(first / fps / base) + start, backward=True, any_frame=False,
+                       stream=stream)
+        for frame in container.decode(stream):
+            i = round(float((frame.pts - start) * base) * fps)
+            if i > last:
+                break
+            if i >= first:
+                rgb[i] = frame.to_ndarray(format="rgb24")
+    return [rgb[i] for i in wanted]
+
+
+def pyav_clip(ds: ClipDataset, data: Path, index: int, transform: TrainTransform):
+    """(a) The original pipeline: PyAV decode, then the transform on float tensors in
+    pytorchvideo's order (/255, normalise, short-side scale, crop, flip)."""
+    video = torch.from_numpy(np.stack(pyav_frames(ds, data, index)))  # T H W C
+    params = transform.params(video.shape[1], video.shape[2], clip_rng(ds.seed, 0, index))
+    x = video.permute(3, 0, 1, 2).float() / 255  # C T H W
+    mean = torch.tensor(transform.mean).view(3, 1, 1, 1)
+    x = (x - mean) / torch.tensor(transform.std).view(3, 1, 1, 1)
+    new_h, new_w = resized_size(x.shape[2], x.shape[3], params.short_side)
+    x = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear",
+                                        align_corners=False)
+    x = x.flip(-1) if params.flip else x
+    return x[..., params.top : params.top + params.crop, params.left : params.left + params.crop]
+
+
+def pyav_ours(ds: ClipDataset, data: Path, index: int, transform: TrainTransform):
+    """(a') PyAV decode as in (a), then our uint8 transform."""
+    frames = pyav_frames(ds, data, index)
+    rng = clip_rng(ds.seed, 0, index)
+    return render_clip(frames, len(frames), lambda h, w: transform.params(h, w, rng))
+
+
+def pil_clip(ds: ClipDataset, index: int, transform: TrainTransform, mean, std):
+    """(b) 3D-ResNets-PyTorch style: PIL.Image.open per frame file, torchvision transforms
+    per frame (resize, flip, crop, to_tensor, normalize), stack to C x T x H x W."""
+    record = ds.records[int(ds.clip_video[index])]
+    params = transform.params(record.height, record.width, clip_rng(ds.seed, 0, index))
+    out = []
+    for i in ds.clip_frames(index):
+        with open(ds.store / record.location / frame_name(i), "rb") as f:
+            with Image.open(f) as img:
+                img = img.convert("RGB")
+        img = TF.resize(img, params.short_side)
+        if params.flip:
+            img = TF.hflip(img)
+        img = TF.crop(img, params.top, params.left, params.crop, params.crop)
+        out.append(TF.normalize(TF.to_tensor(img), mean, std))
+    return torch.stack(out, 0).permute(1, 0, 2, 3)
+
+
+def read_and_decode(ds: ClipDataset, index: int) -> list[np.ndarray]:
+    record = ds.records[int(ds.clip_video[index])]
+    jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
+    return [simplejpeg.decode_jpeg(b, colorspace="RGB") for b in jpegs]
+
+
+def read_decode_resize(ds: ClipDataset, index: int) -> list[np.ndarray]:
+    """(d) The exact part of our loader: read, decode, scale the whole frame (no crop)."""
+    record = ds.records[int(ds.clip_video[index])]
+    params = ds.transform.params(record.height, record.width, clip_rng(ds.seed, 0, index))
+    new_h, new_w = resized_size(record.height, record.width, params.short_side)
+    jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
+    return [cv2.resize(simplejpeg.decode_jpeg(b, colorspace="RGB"), (new_w, new_h),
+                       interpolation=cv2.INTER_LINEAR) for b in jpegs]
+
+
+def time_methods(methods: dict, clips: list[int], rounds: int) -> dict[str, float]:
+    """Seconds per clip of each method: best of ``rounds`` passes, methods interleaved so
+    that load from other processes hits them alike."""
+    best = dict.fromkeys(methods, float("inf"))
+    for fn in methods.values():  # warm-up (imports, file cache, h5 handles)
+        fn(clips[0])
+    for _ in tqdm(range(rounds), desc="rounds", file=sys.stderr):
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            for index in clips:
+                fn(index)
+            best[name] = min(best[name], (time.perf_counter() - t0) / len(clips))
+    return best
+
+
+def decoder_table(jpegs: list[bytes], rounds: int) -> None:
+    """Per-frame decode time of each JPEG decoder, and what a 7/8 DCT-scaled decode changes."""
+    tensors = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
+    h, w = simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB").shape[:2]
+    decoders = {
+        "simplejpeg (libjpeg-turbo)": lambda k: simplejpeg.decode_jpeg(jpegs[k], colorspace="RGB"),
+        "cv2.imdecode": lambda k: cv2.imdecode(np.frombuffer(jpegs[k], np.uint8),
+                                               cv2.IMREAD_COLOR_RGB),
+        "PIL Image.open+convert": lambda k: np.asarray(
+            Image.open(io.BytesIO(jpegs[k])).convert("RGB")),
+        "torchvision.io.decode_jpeg": lambda k: decode_jpeg(tensors[k]),
+        "simplejpeg DCT-scaled 7/8": lambda k: simplejpeg.decode_jpeg(
+            jpegs[k], colorspace="RGB", min_width=w * 7 // 8, min_height=h * 7 // 8),
+    }
+    times = time_methods(decoders, list(range(len(jpegs))), rounds)
+    print(f"\n| JPEG decoder, one {w}x{h} frame | ms |\n|---|---:|")
+    for name, s in times.items():
+        print(f"| {name} | {s * 1e3:.3f} |")
+    # A val-size (short side 256) frame from a 7/8 decode vs from the full decode.
+    full = simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB")
+    scaled = simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB", min_width=w * 7 // 8,
+                                    min_height=h * 7 // 8)
+    size = (w * 256 // h, 256)
+    diff = np.abs(cv2.resize(full, size, interpolation=cv2.INTER_LINEAR).astype(int)
+                  - cv2.resize(scaled, size, interpolation=cv2.INTER_LINEAR))
+    print(f"\n7/8 decode then resize to short side 256 vs full decode then resize: "
+          f"max {diff.max()}, mean {diff.mean():.2f} grey levels")
+
+
+def resize_table(jpegs: list[bytes], rounds: int) -> None:
+    """Ways to scale a decoded frame to short side 288 and take a 224 crop: time per frame
+    and largest difference from float bilinear (F.interpolate, align_corners=False)."""
+    frames = [simplejpeg.decode_jpeg(j, colorspace="RGB") for j in jpegs]
+    h, w = frames[0].shape[:2]
+    new_h, new_w = resized_size(h, w, 288)
+    top, left = (new_h - 224) // 2, (new_w - 224) // 2
+    window = (slice(top, top + 224), slice(left, left + 224))
+    # Source coordinates of the crop window for remap (OpenCV quantises them to 1/32 px).
+    xs = ((np.arange(224) + left + 0.5) * w / new_w - 0.5).astype(np.float32)
+    ys = ((np.arange(224) + top + 0.5) * h / new_h - 0.5).astype(np.float32)
+    maps = cv2.convertMaps(*np.meshgrid(xs, ys), cv2.CV_16SC2)
+    tensors = [torch.from_numpy(f).permute(2, 0, 1)[None] for f in frames]
+    ways = {
+        "cv2.resize INTER_LINEAR, then crop": lambda k: cv2.resize(
+            frames[k], (new_w, new_h), interpolation=cv2.INTER_LINEAR)[window],
+        "cv2.resize INTER_LINEAR_EXACT, then crop": lambda k: cv2.resize(
+            frames[k], (new_w, new_h), interpolation=cv2.INTER_LINEAR_EXACT)[window],
+        "torch interpolate uint8, then crop": lambda k: torch.nn.functional.interpolate(
+            tensors[k], size=(new_h, new_w), mode="bilinear")[0].permute(1, 2, 0)[window],
+        "cv2.remap of the crop window only": lambda k: cv2.remap(frames[k], *maps,
+                                                                 cv2.INTER_LINEAR),
+    }
+    times = time_methods(ways, list(range(len(frames))), rounds)
+    exact = torch.nn.functional.interpolate(tensors[0].float(), size=(new_h, new_w),
+                                            mode="bilinear")[0].permute(1, 2, 0)[window]
+    print(f"\n| scale {w}x{h} -> short side 288, crop 224 | ms/frame | max error (levels) |")
+    print("|---|---:|---:|")
+    for name, s in times.items():
+        error = (torch.as_tensor(np.asarray(ways[name](0))).float() - exact).abs().max()
+        print(f"| {name} | {s * 1e3:.3f} | {error:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loader", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="videos in Kinetics layout (default: made with preprocess synth)")
+    parser.add_argument("--work", type=Path, default=Path("data/bench"),
+                        help="where stores are built if data/frames has none")
+    parser.add_argument("--clips", type=int, default=24, help="train clips per pass")
+    parser.add_argument("--rounds", type=int, default=5, help="passes (best one counts)")
+    parser.add_argument("--quick", action="store_true", help="8 clips, 2 passes")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clips, args.rounds = 8, 2
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    cv2.setNumThreads(1)
+    try:
+        stores = prepare(args.data, args.work)
+        transform = TrainTransform()
+        ds = {fmt: ClipDataset(s, "train", transform) for fmt, s in stores.items()}
+        if len(ds["jpg"]) == 0:
+            raise BenchError(f"{stores['jpg']}: no training clips to load")
+    except (BenchError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    jpg = ds["jpg"]
+    clips = pick_clips(jpg, args.clips)
+    frames = {i: read_frame_bytes(jpg.store, jpg.records[int(jpg.clip_video[i])],
+                                  jpg.clip_frames(i)) for i in clips}
+    mean, std = list(transform.mean), list(transform.std)
+    A, B, C = ("(a) PyAV decode of the mp4, float ops", "(b) PIL per frame + torchvision",
+               "(c) bare JPEG decode (simplejpeg)")
+    methods = {
+        "ours, JPEG store": lambda i: jpg[i],
+        "ours, HDF5 store": lambda i: ds["hdf5"][i],
+        "ours, JPEG, + float normalise on CPU": lambda i: normalize_clips(jpg[i][0]),
+        A: lambda i: pyav_clip(jpg, args.data, i, transform),
+        "(a') PyAV decode, our uint8 transform": lambda i: pyav_ours(jpg, args.data, i,
+                                                                    transform),
+        B: lambda i: pil_clip(jpg, i, transform, mean, std),
+        C: lambda i: [simplejpeg.decode_jpeg(b, colorspace="RGB") for b in frames[i]],
+        "(c) + reading the JPEG files": lambda i: read_and_decode(jpg, i),
+        "(d) read + decode + full-frame resize": lambda i: read_decode_resize(jpg, i),
+    }
+    times = time_methods(methods, clips, args.rounds)
+    record = jpg.records[0]
+    print(f"\nOne loader process, {len(clips)} train clips x {args.rounds} passes (best), "
+          f"{record.width}x{record.height} frames, 16 per clip, store {stores['jpg']}")
+    print("| method | ms/clip | clips/s | speed-up vs (a) | vs (b) | time / (c) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    a, b, c = times[A], times[B], times[C]
+    for name, s in times.items():
+        print(f"| {name} | {s * 1e3:.1f} | {1 / s:.1f} | {a / s:.1f} | {b / s:.2f} | {s / c:.2f} |")
+    ours = max(times["ours, JPEG store"], times["ours, HDF5 store"])
+    print(f"\ngoals (slower store): >= 10x (a): {a / ours:.1f}x; >= 1.5x (b): {b / ours:.2f}x; "
+          f"<= 1.30 x (c): {ours / c:.2f}x")
+    decoder_table([j for i in clips[:4] for j in frames[i]], args.rounds)
+    resize_table([j for i in clips[:4] for j in frames[i]], args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Check a frame store against its index (``python -m preprocess verify``): every indexed
+frame is present and decodes to the recorded size, frame counts match, labels match the
+classes of store.json. Problems are reported with the file they concern."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import simplejpeg
+
+from preprocess import pack
+from preprocess.kinetics import SPLITS
+from preprocess.store import (
+    StoreError,
+    VideoRecord,
+    frame_name,
+    is_packed,
+    read_frame_bytes,
+    read_index,
+    read_settings,
+)
+
+
+def check_video(store: Path, record: VideoRecord, classes: tuple[str, ...]) -> list[str]:
+    """Problems of one video, as ``<file>: <problem>`` lines."""
+    problems = []
+    where = Path(store) / record.location
+    if record.class_name not in classes or classes.index(record.class_name) != record.label:
+        problems.append(f"{where}: label {record.label} does not match class "
+                        f"{record.class_name!r} of store.json")
+    if is_packed(record):
+        problems += _check_packed(store, record)
+    else:
+        on_disk = sum(1 for p in where.glob("image_*.jpg"))
+        if on_disk != record.kept_frames:
+            problems.append(f"{where}: {on_disk} frame files, index says {record.kept_frames}")
+    for i in range(record.kept_frames):
+        try:
+            data = read_frame_bytes(store, record, [i])[0]
+        except StoreError as e:
+            problems.append(str(e))
+            continue
+        try:
+            header = simplejpeg.decode_jpeg_header(data)
+            pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except (ValueError, RuntimeError) as e:
+            problems.append(f"{where / frame_name(i)}: not a decodable JPEG ({e})")
+            continue
+        if pixels.shape != (record.height, record.width, 3) or header[:2] != pixels.shape[:2]:
+            problems.append(f"{where / frame_name(i)}: {pixels.shape[1]}x{pixels.shape[0]} "
+                            f"pixels, index says {record.width}x{record.height}")
+    return problems
+
+
+def _check_packed(store: Path, record: VideoRecord) -> list[str]:
+    import h5py
+
+    file_name, dataset = record.location.split(":", 1)
+    path = Path(store) / file_name
+    try:
+        with h5py.File(path, "r") as f:
+            ds = f[dataset]
+            offsets = ds.attrs["offsets"]
+            if len(offsets) != record.kept_frames + 1 or offsets[-1] != ds.shape[0]:
+                return [f"{path}:{dataset}: {len(offsets) - 1} frames of {ds.shape[0]} bytes, "
+                        f"index says {record.kept_frames} frames"]
+    except (OSError, KeyError) as e:
+        return [f"{path}:{dataset}: unreadable ({e})"]
+    return []
+
+
+def _check_many(store: Path, records: list[VideoRecord], classes: tuple[str, ...]) -> list:
+    return [p for r in records for p in check_video(store, r, classes)]
+
+
+def verify_store(store: Path, jobs: int = -1, quiet: bool = False) -> list[str]:
+    """All problems of the store (empty if it is sound); prints them and a summary line."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    settings = read_settings(store)
+    problems: list[str] = []
+    records: list[VideoRecord] = []
+    for split in SPLITS:
+        split_records = read_index(store, split)
+        if settings.format == "hdf5" and not pack.h5_path(store, split).is_file():
+            problems.append(f"{pack.h5_path(store, split)}: missing")
+            continue
+        records += split_records
+    batches = [records[i : i + 8] for i in range(0, len(records), 8)]
+    results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+        delayed(_check_many)(store, batch, settings.classes) for batch in batches
+    )
+    bar = tqdm(total=len(records), unit="video", desc=f"verify {Path(store).name}",
+               disable=quiet)
+    for batch_problems in results:
+        problems += batch_problems
+        bar.update(8)
+    bar.close()
+    frames = sum(r.kept_frames for r in records)
+    if not quiet:
+        for p in problems[:50]:
+            print(f"problem: {p}", file=sys.stderr)
+        if len(problems) > 50:
+            print(f"... and {len(problems) - 50} more problems", file=sys.stderr)
+        verdict = f"{len(problems)} problems" if problems else "OK"
+        print(f"{store}: {len(records)} videos, {frames} frames checked: {verdict}")
+    return problems
