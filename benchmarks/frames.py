@@ -266,7 +266,8 @@ def main() -> None:
                 key = ("ffmpeg", jobs)
                 timings[key] = min(timings.get(key, (1e9,))[0], seconds), frames
                 shutil.rmtree(tmp / f"ff{jobs}")
-        for (method, jobs), (seconds, frames) in sorted(timings.items(), reverse=True):
+        order = sorted(timings, key=lambda key: (key[0] != "ours", key[1]))
+        for (method, jobs), (seconds, frames) in ((k, timings[k]) for k in order):
             if method == "ours":
                 rows.append((f"ours (PyAV + libjpeg-turbo, q{args.quality})", jobs,
                              len(videos), frames, seconds, ours_bytes, ours_psnr))

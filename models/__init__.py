@@ -21,6 +21,8 @@ def build(name: str, num_classes: int, clip_len: int = 16, crop_size: int = 224,
     Options, x3d_m: head_softmax (True), stage2_shortcut_bn (False), dropout (0.5);
     mvit_b_16x4: dropout (0.5), drop_path (0.0). The defaults are the benchmark workload.
     """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     if name == "x3d_m":
         _check_options(name, options, X3D_OPTIONS)
         return X3D(num_classes, clip_len=clip_len, crop_size=crop_size, **options)

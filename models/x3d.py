@@ -85,12 +85,13 @@ class Bottleneck(nn.Module):
             shortcut = self.shortcut(x)
             if self.shortcut_bn is not None:
                 shortcut = self.shortcut_bn(shortcut)
-        y = F.relu(self.bn_a(self.conv_a(x)))
+        # In-place ReLUs: BN's backward keeps its input, not its output, so this saves memory.
+        y = F.relu(self.bn_a(self.conv_a(x)), inplace=True)
         y = self.bn_b(self.conv_b(y))
         if self.se is not None:
             y = self.se(y)
         y = self.bn_c(self.conv_c(F.silu(y)))
-        return F.relu(shortcut + y)
+        return F.relu(shortcut + y, inplace=True)
 
 
 class X3DHead(nn.Module):
@@ -110,8 +111,8 @@ class X3DHead(nn.Module):
         self.softmax = softmax
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(F.relu(self.bn5(self.conv5(x))))
-        x = F.relu(self.lin5(x))
+        x = self.pool(F.relu(self.bn5(self.conv5(x)), inplace=True))
+        x = F.relu(self.lin5(x), inplace=True)
         if self.dropout is not None:
             x = self.dropout(x)
         x = self.fc(x.permute(0, 2, 3, 4, 1))  # B x T x H x W x classes
@@ -121,8 +122,13 @@ class X3DHead(nn.Module):
 
 
 class X3D(nn.Module):
-    """X3D-M. Input B x 3 x T x H x W; output B x num_classes (softmax probabilities when
-    ``head_softmax``, else logits)."""
+    """X3D-M for clips of ``clip_len`` x ``crop_size`` (they fix the head's pool kernel).
+    Input B x 3 x T x H x W; output B x num_classes. Options (defaults = the workload):
+
+    - head_softmax: softmax in the head in training too, as the hub model (loss on probs).
+    - stage2_shortcut_bn: BN on the first, stride-only, stage-2 shortcut (the hub has none).
+    - dropout: dropout rate before the final linear layer.
+    """
 
     def __init__(
         self,
@@ -139,8 +145,6 @@ class X3D(nn.Module):
                 f"x3d_m needs clip_len >= 1 and crop_size >= {TOTAL_SPATIAL_STRIDE}, "
                 f"got {clip_len} and {crop_size}"
             )
-        # head_softmax: the hub head applies softmax in training too (the loss sees probs).
-        # stage2_shortcut_bn: the hub model has no BN on the stage-2 first (stride-only) shortcut.
         self.stem = nn.Sequential()
         self.stem.add_module(
             "conv_xy", nn.Conv3d(3, STEM_WIDTH, (1, 3, 3), (1, 2, 2), (0, 1, 1), bias=False)

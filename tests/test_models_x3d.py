@@ -169,3 +169,5 @@ def test_build_rejects_bad_names_options_and_sizes():
         models.build("x3d_m", 20, drop_path=0.1)
     with pytest.raises(ValueError, match="crop_size >= 32"):
         models.build("x3d_m", 20, crop_size=16)
+    with pytest.raises(ValueError, match="num_classes must be at least 1"):
+        models.build("x3d_m", 0)

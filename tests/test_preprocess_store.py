@@ -173,3 +173,19 @@ def test_bad_layouts_give_one_line_errors(dataset, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1
         assert "<data>/train/<class>/<video>.mp4" in err or "differ" in err
+
+
+def _read_all(args):
+    store, record = args
+    return read_frame_bytes(store, record, list(range(record.kept_frames)))
+
+
+def test_hdf5_store_is_read_by_several_worker_processes(dataset, tmp_path):
+    import multiprocessing
+
+    store = tmp_path / "h"
+    build_store(dataset, store, ExtractOptions("hdf5"), jobs=1, quiet=True)
+    records = read_index(store, "train") + read_index(store, "val")
+    expected = [_read_all((store, r)) for r in records]  # the parent holds an open handle
+    with multiprocessing.get_context("fork").Pool(2) as pool:  # as DataLoader workers do
+        assert pool.map(_read_all, [(store, r) for r in records]) == expected

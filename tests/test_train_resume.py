@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tests.test_train_helpers import (
     ONE_THREAD_ENV,
@@ -58,9 +59,11 @@ def test_run_killed_mid_epoch_resumes_without_lost_or_repeated_epochs(store, tmp
     (run_dir,) = parent.iterdir()
     killed_at = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert killed_at["epoch"] < 2, "the run finished before the kill; the test proves nothing"
-    config_before = (run_dir / "config.yaml").read_text()
+    config_before = yaml.safe_load((run_dir / "config.yaml").read_text())
 
-    done = train_cli("--resume", str(run_dir), "--config", str(TINY), "--data", str(store))
+    # Resumed with another worker count (a resource knob): the numbers must not change.
+    done = train_cli("--resume", str(run_dir), "--config", str(TINY), "--data", str(store),
+                     "--workers", "1")
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resuming {run_dir} after epoch {killed_at['epoch']}" in done.stdout
 
@@ -75,7 +78,17 @@ def test_run_killed_mid_epoch_resumes_without_lost_or_repeated_epochs(store, tmp
     first_resumed = elapsed[killed_at["epoch"] + 1]
     assert run["lost_s"] >= 0.0
     assert first_resumed > killed_at["elapsed_s"] + run["lost_s"]
-    assert (run_dir / "config.yaml").read_text() == config_before
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == {**config_before,
+                                                                      "workers": 1}
+    # The same run without a kill, in this process: identical epochs.
+    with one_thread():
+        assert train_main(["--config", str(TINY), "--data", str(store), "--set", "epochs=3",
+                           "--out", str(tmp_path / "uninterrupted")]) == 0
+    (reference,) = (tmp_path / "uninterrupted" / "test_tiny").iterdir()
+    numbers = ("lr", "train_loss", "train_top1", "val_top1", "val_top5", "val_video_top1")
+    for ours, theirs in zip(rows, results.read_epochs(reference), strict=True):
+        assert [float(ours[k]) for k in numbers] == pytest.approx(
+            [float(theirs[k]) for k in numbers], rel=1e-5)
 
     again = train_cli("--resume", str(run_dir), "--data", str(store))
     assert again.returncode == 2 and "already finished" in again.stderr

@@ -69,4 +69,10 @@ def build_data(config: dict, d: Dist) -> Data:
     val_loader, val_sampler = make_loader(
         val_set, per_process, config["workers"], shuffle=False, rank=d.rank,
         world_size=d.world_size)
+    # Loaders draw their workers' base seeds from a generator of their own, not torch's global
+    # one, so the dropout masks do not depend on the worker count (or on persistent workers
+    # skipping the draw after the first epoch). The clips' randomness is keyed by
+    # (seed, epoch, index) and uses neither.
+    for i, loader in enumerate((train_loader, val_loader)):
+        loader.generator = torch.Generator().manual_seed(config["seed"] * 2 + i)
     return Data(train_set, val_set, train_loader, val_loader, train_sampler, val_sampler)

@@ -69,6 +69,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed torch's generators (dropout, drop path) from (seed, epoch, rank): each process
+    draws different masks, and an epoch's draws do not depend on how many loader workers
+    drew seeds before it or on whether the run was resumed."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
+
+
 def build_model(config: dict) -> torch.nn.Module:
     import models
 
@@ -92,7 +99,6 @@ def build_trainee(config: dict, d: Dist) -> Trainee:
             module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     if config["compile"]:
         model = compile_model(model)
-    torch.manual_seed(config["seed"] + d.rank)  # different dropout masks on each process
     return Trainee(module, model, build_optimizer(module, config),
                    grad_scaler(d.device.type, config["precision"]))
 
@@ -186,6 +192,7 @@ def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run
         lr = config_lr(config, epoch)
         set_lr(trainee.optimizer, lr)
         data.set_epoch(epoch)
+        seed_epoch(config["seed"], epoch, d.rank)
         try:
             stats = train_one_epoch(
                 trainee.model, trainee.optimizer, data.train_loader, d, epoch, criterion,
