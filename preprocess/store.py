@@ -9,8 +9,12 @@ Layout of a store folder ``<store>``::
       <split>/<class>/<stem>/image_00001.jpg ... + meta.json
     hdf5 format:
       <split>.h5               dataset ``videos/<class>/<stem>``: 1-D uint8, the video's JPEG
-                               files concatenated; attribute ``offsets`` (kept_frames + 1 int64)
+                               files concatenated; attributes ``offsets`` (kept_frames + 1
+                               int64) and ``meta`` (the video's meta.json)
       .parts/<split>/<class>/<stem>/   per-video JPEG folders while the store is being built
+
+``short_side`` is a maximum: a source whose short side is smaller keeps its size (the index
+gives every video's width and height).
 
 Both formats hold byte-identical JPEG files, so they give identical pixels. Every per-video
 folder is written under a temporary name and renamed when complete, so a killed run never

@@ -10,6 +10,16 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 
+def one_line(error: Exception) -> str:
+    """The message of ``error``; for one re-raised from a DataLoader worker (the worker's
+    traceback in the text), the original message on its last line."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return str(error)
+    return lines[-1].split(": ", 1)[-1] if lines[-1].startswith(type(error).__module__) \
+        else lines[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     from opts import ConfigError, build_parser
     from train import TrainError
@@ -23,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         run(args, OWN_START)
     except (ConfigError, TrainError, StoreError) as e:
         if is_main:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except RunStopped as e:
         if is_main:
