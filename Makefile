@@ -20,10 +20,18 @@ RESULTS ?= results
 CNN_CONFIG         ?= configs/X3D_M.yaml
 TRANSFORMER_CONFIG ?= configs/MVIT_B_16x4.yaml
 TRAIN_ARGS ?=
+RUN        ?=
+
+# The demo: the whole pipeline on the built-in synthetic dataset, sized for a CPU.
+DEMO_DATA    ?= data/synth20
+DEMO_STORE   ?= data/frames/synth20_jpg
+DEMO_RESULTS ?= results/demo
+SYNTH_ARGS   ?=
+DEMO_ARGS    ?=
 
 TORCHRUN := $(VENV)/bin/torchrun --standalone --nproc-per-node=$(GPUS)
 
-.PHONY: venv synth frames verify bench-cnn bench-transformer score test lint perf clean-venv
+.PHONY: venv synth frames verify bench-cnn bench-transformer resume score demo test lint perf clean-venv
 
 venv: $(STAMP)
 
@@ -47,12 +55,32 @@ bench-cnn: $(STAMP)
 bench-transformer: $(STAMP)
 	$(TORCHRUN) -m train --config $(TRANSFORMER_CONFIG) --data $(STORE) --workers $(WORKERS) --out $(RESULTS) $(TRAIN_ARGS)
 
+resume: $(STAMP)
+	$(TORCHRUN) -m train --resume $(RUN) --data $(STORE) --workers $(WORKERS)
+
 score: $(STAMP)
 	$(PY) -m score --results $(RESULTS)
+
+# One process, one loader worker: on a 2-core CPU the other core trains.
+demo: $(STAMP)
+	$(PY) -m preprocess synth --out $(DEMO_DATA) $(SYNTH_ARGS)
+	$(PY) -m preprocess frames --data $(DEMO_DATA) --out $(DEMO_STORE) --format jpg
+	$(MAKE) --no-print-directory bench-cnn CNN_CONFIG=configs/demo_X3D_M.yaml \
+	    STORE=$(DEMO_STORE) RESULTS=$(DEMO_RESULTS) GPUS=1 WORKERS=1 TRAIN_ARGS="$(DEMO_ARGS)"
+	$(MAKE) --no-print-directory bench-transformer TRANSFORMER_CONFIG=configs/demo_MVIT_B_16x4.yaml \
+	    STORE=$(DEMO_STORE) RESULTS=$(DEMO_RESULTS) GPUS=1 WORKERS=1 TRAIN_ARGS="$(DEMO_ARGS)"
+	$(PY) -m score --results $(DEMO_RESULTS) --reference configs/reference_demo.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# Benchmark scripts on small synthetic data; each prints a table (docs/PERFORMANCE.md).
+perf: $(STAMP)
+	$(PY) -m benchmarks.frames --data $(DEMO_DATA)
+	$(PY) -m benchmarks.loader --quick
+	$(PY) -m benchmarks.model_step --quick
+	$(PY) -m benchmarks.model_flops
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,7 +4,8 @@ models with each speed option of ``models.speed`` against our fp32 default.
 
 A step is forward, cross-entropy, backward and the workload's SGD update. Contenders are
 measured in turns (A, B, A, B, ...) so that a busy machine slows them alike; each row gives
-medians over the turns.
+medians over the turns of wall time and of the process's CPU time (which waiting for a core
+held by another process does not inflate).
 
     .venv/bin/python benchmarks/model_step.py            # batch 2 at 16x112x112 and 16x224x224
     .venv/bin/python benchmarks/model_step.py --quick    # batch 2 at 16x112x112, fewer turns
@@ -86,18 +87,20 @@ def contenders(name: str, clip_len: int, crop: int, batch: int,
 
 
 def time_in_turns(steps: dict[str, Step], turns: int, warmup: int,
-                  progress: tqdm) -> dict[str, list[float]]:
+                  progress: tqdm) -> dict[str, dict[str, list[float]]]:
+    """Wall and process CPU seconds of each step, per contender."""
     for step in steps.values():
         for _ in range(warmup):  # first calls allocate, pick kernels and compile
             step()
-    times: dict[str, list[float]] = {label: [] for label in steps}
+    times = {label: {"wall": [], "cpu": []} for label in steps}
     for turn in range(turns):
         # Alternate the order too, so that no contender always follows the same one.
         order = list(steps) if turn % 2 == 0 else list(reversed(steps))
         for label in order:
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             steps[label]()
-            times[label].append(time.perf_counter() - start)
+            times[label]["wall"].append(time.perf_counter() - wall)
+            times[label]["cpu"].append(time.process_time() - cpu)
             progress.update(1)
     return times
 
@@ -131,16 +134,22 @@ def main(argv: list[str] | None = None) -> int:
             desc = f"{name} 16x{crop}x{crop}"
             with tqdm(total=turns * len(steps), desc=desc, unit="step", file=sys.stderr) as bar:
                 times = time_in_turns(steps, turns, warmup, bar)
-            per_clip = {label: statistics.median(t) / args.batch for label, t in times.items()}
-            for label, seconds in per_clip.items():
+            median = {label: {kind: statistics.median(v) / args.batch for kind, v in t.items()}
+                      for label, t in times.items()}
+            for label, seconds in median.items():
                 # ours is compared with the reference; each speed option with ours in fp32.
                 against = {"ours": "reference", "reference": None}.get(label, "ours")
-                ratio = f"{seconds / per_clip[against]:.3f} vs {against}" if against else ""
-                rows.append(f"| {name} | 16x{crop}x{crop} | {label} | {seconds:.3f} | {ratio} |")
-            print(f"{desc}: ours {1 / per_clip['ours']:.2f} clips/s", file=sys.stderr)
+                ratios = ""
+                if against:
+                    wall, cpu = (seconds[k] / median[against][k] for k in ("wall", "cpu"))
+                    ratios = f"{wall:.3f} | {cpu:.3f} | {against}"
+                rows.append(f"| {name} | 16x{crop}x{crop} | {label} | {seconds['wall']:.3f} "
+                            f"| {seconds['cpu']:.3f} | {ratios or ' | | '} |")
+            print(f"{desc}: ours {1 / median['ours']['wall']:.2f} clips/s", file=sys.stderr)
 
-    print("| model | clip | implementation | train step s/clip (median) | ratio |")
-    print("|---|---|---|---:|---|")
+    print("| model | clip | implementation | wall s/clip | CPU s/clip | wall ratio | CPU ratio "
+          "| vs |")
+    print("|---|---|---|---:|---:|---:|---:|---|")
     print("\n".join(rows))
     return 0
 

@@ -143,6 +143,8 @@ def extract_video(path: Path, opts: ExtractOptions, decode_threads: int = 1) -> 
             raise VideoError(f"decoding failed after {n} frames: {e.strerror or e}") from None
     if n == 0:
         raise VideoError("no decodable video frames")
+    # A file cut short whose header still lists every frame may decode without an error;
+    # small shortfalls are normal (edit lists, B-frames at a cut), so only a large one counts.
     if stream.frames > 0 and n < 0.9 * stream.frames:
         raise VideoError(f"truncated: decoded {n} of {stream.frames} frames")
     indices = kept_frame_indices(n, fps)

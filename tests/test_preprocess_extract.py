@@ -113,3 +113,20 @@ def test_truncated_file_is_unusable(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(VideoError):
         extract_video(path, ExtractOptions())
+
+
+def test_file_cut_short_after_its_header_is_unusable(tmp_path):
+    """With the index at the front (faststart), the frames that remain still decode."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path, front = tmp_path / "v.mp4", tmp_path / "front.mp4"
+    encode_mp4(path, smooth_frames(60, 64, 48), Fraction(30))
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(path),
+                    "-c", "copy", "-movflags", "+faststart", str(front)], check=True)
+    assert extract_video(front, ExtractOptions()).source_frames == 60
+    data = front.read_bytes()
+    front.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(VideoError, match="decoding failed|truncated"):
+        extract_video(front, ExtractOptions())
