@@ -31,7 +31,7 @@ from torchvision.io import decode_jpeg
 from tqdm import tqdm
 
 from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
-from datasets.transforms import render_clip, resized_size
+from datasets.transforms import ClipParams, plan_crop, render_clip, resized_size, scaled_window
 from preprocess.resample import kept_frame_indices
 from preprocess.store import StoreError, frame_name, read_frame_bytes
 
@@ -143,14 +143,24 @@ def read_and_decode(ds: ClipDataset, index: int) -> list[np.ndarray]:
     return [simplejpeg.decode_jpeg(b, colorspace="RGB") for b in jpegs]
 
 
-def read_decode_resize(ds: ClipDataset, index: int) -> list[np.ndarray]:
-    """(d) The exact part of our loader: read, decode, scale the whole frame (no crop)."""
+def clip_params(ds: ClipDataset, index: int) -> ClipParams:
+    """The parameters ``ds[index]`` draws for clip ``index`` (epoch 0)."""
     record = ds.records[int(ds.clip_video[index])]
-    params = ds.transform.params(record.height, record.width, clip_rng(ds.seed, 0, index))
-    new_h, new_w = resized_size(record.height, record.width, params.short_side)
-    jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
-    return [cv2.resize(simplejpeg.decode_jpeg(b, colorspace="RGB"), (new_w, new_h),
-                       interpolation=cv2.INTER_LINEAR) for b in jpegs]
+    return ds.transform.params(record.height, record.width, clip_rng(ds.seed, 0, index))
+
+
+def read_decode_scale(ds: ClipDataset, index: int, whole_frame: bool) -> list[np.ndarray]:
+    """(d) The exact part of our loader: read, decode, scale the crop window (no flip or
+    channel planes); (e) with ``whole_frame``, scale the whole frame instead (no crop), as
+    the loader did before."""
+    record, params = ds.records[int(ds.clip_video[index])], clip_params(ds, index)
+    frames = (simplejpeg.decode_jpeg(b, colorspace="RGB")
+              for b in read_frame_bytes(ds.store, record, ds.clip_frames(index)))
+    if whole_frame:
+        new_h, new_w = resized_size(record.height, record.width, params.short_side)
+        return [cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames]
+    plan = plan_crop(record.height, record.width, params)
+    return [scaled_window(f, plan) for f in frames]
 
 
 def time_methods(methods: dict, clips: list[int], rounds: int) -> dict[str, float]:
@@ -197,37 +207,87 @@ def decoder_table(jpegs: list[bytes], rounds: int) -> None:
           f"max {diff.max()}, mean {diff.mean():.2f} grey levels")
 
 
-def resize_table(jpegs: list[bytes], rounds: int) -> None:
-    """Ways to scale a decoded frame to short side 288 and take a 224 crop: time per frame
-    and largest difference from float bilinear (F.interpolate, align_corners=False)."""
+def window_matrix(height: int, width: int, p: ClipParams) -> np.ndarray:
+    """warpAffine's output-to-source map of the crop window, the flip included."""
+    new_h, new_w = resized_size(height, width, p.short_side)
+    sx, sy = width / new_w, height / new_h
+    if p.flip:  # output column j is scaled column new_w - 1 - (left + j)
+        row_x = [-sx, 0, (new_w - p.left - 0.5) * sx - 0.5]
+    else:
+        row_x = [sx, 0, (p.left + 0.5) * sx - 0.5]
+    return np.array([row_x, [0, sy, (p.top + 0.5) * sy - 0.5]])
+
+
+def resize_table(jpegs: list[bytes], params: list[ClipParams], rounds: int) -> None:
+    """Ways to get a clip's scaled, flipped crop from a decoded frame (the clips' own
+    parameters): time per frame and difference from float bilinear (F.interpolate,
+    align_corners=False) of the whole frame."""
     frames = [simplejpeg.decode_jpeg(j, colorspace="RGB") for j in jpegs]
+    rgbx = [simplejpeg.decode_jpeg(j, colorspace="RGBX") for j in jpegs]
     h, w = frames[0].shape[:2]
-    new_h, new_w = resized_size(h, w, 288)
-    top, left = (new_h - 224) // 2, (new_w - 224) // 2
-    window = (slice(top, top + 224), slice(left, left + 224))
-    # Source coordinates of the crop window for remap (OpenCV quantises them to 1/32 px).
-    xs = ((np.arange(224) + left + 0.5) * w / new_w - 0.5).astype(np.float32)
-    ys = ((np.arange(224) + top + 0.5) * h / new_h - 0.5).astype(np.float32)
-    maps = cv2.convertMaps(*np.meshgrid(xs, ys), cv2.CV_16SC2)
+    plans = [plan_crop(h, w, p) for p in params]
+    matrices = [window_matrix(h, w, p) for p in params]
+    float_maps = []
+    for m, p in zip(matrices, params, strict=True):
+        grid = np.meshgrid(m[0, 0] * np.arange(p.crop) + m[0, 2],
+                           m[1, 1] * np.arange(p.crop) + m[1, 2])
+        float_maps.append([g.astype(np.float32) for g in grid])
+    fixed_maps = [cv2.convertMaps(*maps, cv2.CV_16SC2) for maps in float_maps]
     tensors = [torch.from_numpy(f).permute(2, 0, 1)[None] for f in frames]
+    affine = dict(flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+    def whole_then_crop(scaled: np.ndarray, p: ClipParams) -> np.ndarray:
+        left = scaled.shape[1] - p.crop - p.left if p.flip else p.left
+        window = scaled[p.top : p.top + p.crop, left : left + p.crop]
+        return cv2.flip(window, 1) if p.flip else window.copy()
+
+    def whole_frame(k: int, interpolation: int) -> np.ndarray:
+        new_h, new_w = resized_size(h, w, params[k].short_side)
+        scaled = cv2.resize(frames[k], (new_w, new_h), interpolation=interpolation)
+        return whole_then_crop(scaled, params[k])
+
+    def torch_whole_frame(k: int) -> np.ndarray:
+        size = resized_size(h, w, params[k].short_side)
+        scaled = torch.nn.functional.interpolate(tensors[k], size=size, mode="bilinear")
+        return whole_then_crop(scaled[0].permute(1, 2, 0).numpy(), params[k])
+
+    def window_only(k: int) -> np.ndarray:
+        window, code = scaled_window(frames[k], plans[k]), plans[k].flip_crop
+        return window.copy() if code is None else cv2.flip(window, code)
+
+    crop = params[0].crop
     ways = {
-        "cv2.resize INTER_LINEAR, then crop": lambda k: cv2.resize(
-            frames[k], (new_w, new_h), interpolation=cv2.INTER_LINEAR)[window],
-        "cv2.resize INTER_LINEAR_EXACT, then crop": lambda k: cv2.resize(
-            frames[k], (new_w, new_h), interpolation=cv2.INTER_LINEAR_EXACT)[window],
-        "torch interpolate uint8, then crop": lambda k: torch.nn.functional.interpolate(
-            tensors[k], size=(new_h, new_w), mode="bilinear")[0].permute(1, 2, 0)[window],
-        "cv2.remap of the crop window only": lambda k: cv2.remap(frames[k], *maps,
-                                                                 cv2.INTER_LINEAR),
+        "cv2.resize INTER_LINEAR of the whole frame, then crop": lambda k: whole_frame(
+            k, cv2.INTER_LINEAR),
+        "cv2.resize INTER_LINEAR of the crop window only (ours)": window_only,
+        "cv2.resize INTER_LINEAR_EXACT of the whole frame": lambda k: whole_frame(
+            k, cv2.INTER_LINEAR_EXACT),
+        "torch interpolate uint8 of the whole frame": torch_whole_frame,
+        "cv2.warpAffine of the window": lambda k: cv2.warpAffine(
+            frames[k], matrices[k], (crop, crop), **affine),
+        "cv2.warpAffine of the window, RGBX frame": lambda k: cv2.warpAffine(
+            rgbx[k], matrices[k], (crop, crop), **affine)[..., :3],
+        "cv2.remap of the window, float maps": lambda k: cv2.remap(
+            frames[k], *float_maps[k], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+        "cv2.remap of the window, fixed-point maps": lambda k: cv2.remap(
+            frames[k], *fixed_maps[k], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
     }
     times = time_methods(ways, list(range(len(frames))), rounds)
-    exact = torch.nn.functional.interpolate(tensors[0].float(), size=(new_h, new_w),
-                                            mode="bilinear")[0].permute(1, 2, 0)[window]
-    print(f"\n| scale {w}x{h} -> short side 288, crop 224 | ms/frame | max error (levels) |")
-    print("|---|---:|---:|")
+    errors = {name: [] for name in ways}
+    for k, p in enumerate(params):
+        size = resized_size(h, w, p.short_side)
+        exact = torch.nn.functional.interpolate(tensors[k].float(), size=size, mode="bilinear")
+        exact = exact[0].flip(-1) if p.flip else exact[0]
+        exact = exact[:, p.top : p.top + p.crop, p.left : p.left + p.crop].permute(1, 2, 0)
+        for name, way in ways.items():
+            errors[name].append((torch.from_numpy(np.asarray(way(k))).float() - exact).abs())
+    sides = sorted({p.short_side for p in params})
+    print(f"\n| {w}x{h} frame -> scaled, flipped {crop} crop ({len(frames)} frames, short sides "
+          f"{sides[0]}-{sides[-1]}) | ms/frame | max error | mean error |")
+    print("|---|---:|---:|---:|")
     for name, s in times.items():
-        error = (torch.as_tensor(np.asarray(ways[name](0))).float() - exact).abs().max()
-        print(f"| {name} | {s * 1e3:.3f} | {error:.2f} |")
+        error = torch.stack(errors[name])
+        print(f"| {name} | {s * 1e3:.3f} | {error.max():.2f} | {error.mean():.3f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         B: lambda i: pil_clip(jpg, i, transform, mean, std),
         C: lambda i: [simplejpeg.decode_jpeg(b, colorspace="RGB") for b in frames[i]],
         "(c) + reading the JPEG files": lambda i: read_and_decode(jpg, i),
-        "(d) read + decode + full-frame resize": lambda i: read_decode_resize(jpg, i),
+        "(d) read + decode + crop-window scaling": lambda i: read_decode_scale(jpg, i, False),
+        "(e) read + decode + whole-frame scaling": lambda i: read_decode_scale(jpg, i, True),
     }
     times = time_methods(methods, clips, args.rounds)
     record = jpg.records[0]
@@ -286,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngoals (slower store): >= 10x (a): {a / ours:.1f}x; >= 1.5x (b): {b / ours:.2f}x; "
           f"<= 1.30 x (c): {ours / c:.2f}x")
     decoder_table([j for i in clips[:4] for j in frames[i]], args.rounds)
-    resize_table([j for i in clips[:4] for j in frames[i]], args.rounds)
+    resize_table([j for i in clips[:4] for j in frames[i]],
+                 [clip_params(jpg, i) for i in clips[:4] for _ in frames[i]], args.rounds)
     return 0
 
 

@@ -79,7 +79,10 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _check_labels(self) -> None:
         for r in self.records:
-            if not (0 <= r.label < self.num_classes and self.classes[r.label] == r.class_name):
+            # A video's id starts with its class folder: a row whose class and label were
+            # both edited would otherwise train on a wrong label silently.
+            if not (0 <= r.label < self.num_classes and self.classes[r.label] == r.class_name
+                    and r.video_id.split("/", 1)[0] == r.class_name):
                 raise StoreError(
                     f"{index_path(self.store, self.split)}: video {r.video_id} has label "
                     f"{r.label} ({r.class_name}), which does not match the store's class list "

@@ -3,7 +3,8 @@
 pytorchvideo hub checkpoints and SlowFast checkpoints store ``{"model_state": state_dict}``
 with pytorchvideo's key names (SlowFast's may carry a ``module.`` prefix from
 DistributedDataParallel). ``import`` turns one into a state dict of ``models.build``'s model;
-``export`` turns ours back into ``{"model_state": ...}`` with pytorchvideo's keys.
+``export`` turns ours back into ``{"model_state": ...}`` with pytorchvideo's keys. Load an
+imported file with ``model.load_state_dict(torch.load(path, weights_only=True))``.
 
     python -m models.convert import --model x3d_m --src X3D_M.pyth --out x3d_m.pt
     python -m models.convert export --model x3d_m --src x3d_m.pt --out X3D_M.pyth
@@ -74,7 +75,7 @@ _MVIT_POS = {
 def _rename(key: str, fixed: dict, block: dict, block_re: str, block_path) -> str:
     """Rename one key: its module path through ``fixed`` or, inside a block, through ``block``
     (``block_re`` matches the path with a ``rest`` group; ``block_path`` renames the block)."""
-    path, param = key.rsplit(".", 1)
+    path, _, param = key.rpartition(".")
     if path in fixed:
         return f"{fixed[path]}.{param}"
     match = re.fullmatch(block_re, path)

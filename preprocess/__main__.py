@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from preprocess.kinetics import LayoutError
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenProcessPool:  # e.g. a worker killed by the system for lack of memory
+        print("error: a worker process died (killed, out of memory or crashed); the videos "
+              "finished so far are kept: run the same command again to resume "
+              "(with fewer --jobs if memory is short)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,14 +4,21 @@ The unit of work and of resumption is one video: its JPEG files and meta.json ar
 a temporary folder that is renamed when complete (store.write_video_dir). A rerun skips
 videos whose folder (or, for hdf5, packed entry) is complete and redoes everything else.
 Videos that cannot be used are skipped and listed with the reason in failures.csv.
+A run holds the store's ``.lock`` (see store_lock), so a rerun after a kill starts only once
+every process of the killed run has stopped writing.
 """
 
 from __future__ import annotations
 
+import csv
+import fcntl
+import io
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +41,7 @@ from preprocess.store import (
 )
 
 FAILURES_FILE = "failures.csv"
+LOCK_FILE = ".lock"
 
 
 @dataclass
@@ -57,8 +65,7 @@ def store_settings(opts: ExtractOptions, classes: list[str], data: Path) -> Stor
 
 
 def prepare_store(store: Path, settings: StoreSettings) -> None:
-    """Create the store, or check that an existing one was built the same way; then remove
-    what a killed run may have left half-written."""
+    """Create the store, or check that an existing one was built the same way."""
     store = Path(store)
     if (store / SETTINGS_FILE).is_file():
         old = read_settings(store)
@@ -69,10 +76,37 @@ def prepare_store(store: Path, settings: StoreSettings) -> None:
                 wrong.append("other classes")
             raise StoreError(f"{store / SETTINGS_FILE}: store built with other settings "
                              f"({', '.join(wrong)}); choose another --out or delete it")
-    elif store.exists() and any(store.iterdir()):
+    elif store.exists() and any(p.name != LOCK_FILE for p in store.iterdir()):
         raise StoreError(f"{store}: not empty and not a frame store; choose another --out")
     store.mkdir(parents=True, exist_ok=True)
     write_settings(store, settings)
+
+
+@contextmanager
+def store_lock(store: Path, quiet: bool = False) -> Iterator[None]:
+    """Hold the store's lock file for one run (shared, so this run's workers get in).
+
+    Workers take it (shared) while they write a video. A run first waits for an exclusive
+    hold, so that workers of a killed run, which outlive a main process killed with SIGKILL
+    and finish the video in hand, are done before anything is cleaned up or planned (and a
+    second run on the same store waits for the first)."""
+    fd = os.open(Path(store) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not quiet:
+                print(f"{store}: waiting for another run (or the workers of a killed one) "
+                      "writing to this store ...", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_partial(store: Path) -> None:
+    """Remove what a killed run may have left half-written."""
     # Only the levels where partial video folders live: never walk the frame files.
     patterns = ("*/*/*.partial", ".parts/*/*/*.partial", "*.tmp*")
     for leftover in [p for pattern in patterns for p in store.glob(pattern)]:
@@ -88,9 +122,16 @@ def _is_current(meta: dict | None, opts: ExtractOptions, video: SourceVideo) -> 
             and meta.get("source_bytes") == video.path.stat().st_size)
 
 
-def process_video(video: SourceVideo, final: Path, opts: ExtractOptions,
-                  decode_threads: int) -> tuple[SourceVideo, dict | None, str]:
-    """Extract one video into ``final``. Returns (video, meta, "") or (video, None, reason)."""
+def process_video(video: SourceVideo, final: Path, opts: ExtractOptions, decode_threads: int,
+                  store: Path, parent: int | None = None) -> tuple[SourceVideo, dict | None, str]:
+    """Extract one video into ``final``. Returns (video, meta, "") or (video, None, reason).
+
+    ``parent``: pid of the run's main process, for a worker process. A worker whose main
+    process is gone (killed) writes nothing more: a new run may be cleaning up by then."""
+    try:
+        video.video_id.encode("utf-8")
+    except UnicodeEncodeError:  # the index and failures.csv are UTF-8 text
+        return video, None, "file name is not valid UTF-8; rename the file"
     try:
         ex = extract_video(video.path, opts, decode_threads)
     except VideoError as e:
@@ -105,7 +146,14 @@ def process_video(video: SourceVideo, final: Path, opts: ExtractOptions,
         "height": ex.height, "short_side": opts.short_side, "jpeg_quality": opts.quality,
         "jpeg_bytes": sum(len(j) for j in ex.jpegs),
     }
-    write_video_dir(final, ex.jpegs, meta)
+    fd = os.open(Path(store) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if parent is not None and os.getppid() != parent:
+            return video, None, "the run was stopped"
+        write_video_dir(final, ex.jpegs, meta)
+    finally:
+        os.close(fd)
     return video, meta, ""
 
 
@@ -118,21 +166,24 @@ def _record(split: str, meta: dict, fmt: str, classes: list[str]) -> VideoRecord
                        location)
 
 
+def shown_path(path: Path) -> str:
+    """A path as text for failures.csv and messages: bytes that are not UTF-8 (a file named
+    on another system) become backslash escapes instead of breaking the UTF-8 files."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def write_failures(store: Path, failures: list[tuple[str, str, str]]) -> None:
-    lines = ["split,video,reason"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")  # quotes commas, quotes and newlines
+    writer.writerow(["split", "video", "reason"])
     for split, path, reason in sorted(failures):
-        row = [split, path, reason.replace("\n", " ")]
-        lines.append(",".join('"' + c.replace('"', '""') + '"' if "," in c or '"' in c else c
-                              for c in row))
-    atomic_write_text(Path(store) / FAILURES_FILE, "\n".join(lines) + "\n")
+        writer.writerow([split, path, reason.replace("\n", " ")])
+    atomic_write_text(Path(store) / FAILURES_FILE, buffer.getvalue())
 
 
 def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
                 quiet: bool = False) -> Summary:
     """Build (or complete) the frame store ``store`` from the dataset folder ``data``."""
-    from joblib import Parallel, delayed, effective_n_jobs
-    from tqdm import tqdm
-
     if not 1 <= opts.quality <= 100 or opts.short_side < 16:
         raise StoreError(f"--quality must be 1..100 and --short-side >= 16, got "
                          f"{opts.quality} and {opts.short_side}")
@@ -140,6 +191,20 @@ def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
     data, store = Path(data), Path(store)
     classes, videos = find_videos(data)
     prepare_store(store, store_settings(opts, classes, data))
+    with store_lock(store, quiet):
+        remove_partial(store)
+        summary = _build(data, store, opts, jobs, quiet, classes, videos)
+    summary.seconds = time.monotonic() - start
+    if not quiet:
+        print_summary(summary, store, data, videos)
+    return summary
+
+
+def _build(data: Path, store: Path, opts: ExtractOptions, jobs: int, quiet: bool,
+           classes: list[str], videos: dict[str, list[SourceVideo]]) -> Summary:
+    from joblib import Parallel, delayed, effective_n_jobs
+    from tqdm import tqdm
+
     summary = Summary()
     complete: dict[str, dict[str, dict]] = {split: {} for split in videos}
     staged: dict[str, set[str]] = {split: set() for split in videos}
@@ -161,14 +226,17 @@ def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
 
     n_jobs = min(effective_n_jobs(jobs), max(len(todo), 1))
     decode_threads = 1 if n_jobs > 1 else 0  # one process: let the decoder use threads
-    tasks = (delayed(process_video)(v, final, opts, decode_threads) for v, final in todo)
+    parent = os.getpid() if n_jobs > 1 else None  # workers are this process's children
+    tasks = (delayed(process_video)(v, final, opts, decode_threads, store, parent)
+             for v, final in todo)
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
     bar = tqdm(results, total=len(todo), unit="video", desc=f"frames {store.name}",
                disable=quiet or not todo, smoothing=0.05)
     for video, meta, reason in bar:
         if meta is None:
             summary.failed += 1
-            summary.failures.append((video.split, str(video.path.relative_to(data)), reason))
+            summary.failures.append((video.split, shown_path(video.path.relative_to(data)),
+                                     reason))
             continue
         summary.done += 1
         summary.frames += meta["kept_frames"]
@@ -187,9 +255,6 @@ def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
         records = [_record(split, m, opts.format, classes) for m in complete[split].values()]
         write_index(store, split, records)
     write_failures(store, summary.failures)
-    summary.seconds = time.monotonic() - start
-    if not quiet:
-        print_summary(summary, store, data, videos)
     return summary
 
 

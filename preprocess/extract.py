@@ -12,6 +12,7 @@ The coded size is used (sample aspect ratio and rotation tags are ignored, as to
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +112,15 @@ def extract_video(path: Path, opts: ExtractOptions, decode_threads: int = 1) -> 
     """Decode ``path`` and return its kept frames as JPEG bytes, in kept order.
 
     Raises VideoError (with the reason) for anything that makes the video unusable."""
-    if Path(path).stat().st_size == 0:
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as e:
+        link = " (a broken symbolic link)" if path.is_symlink() else ""
+        raise VideoError(f"cannot read: {e.strerror}{link}") from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the decoder forever
+        raise VideoError("not a regular file (a folder, FIFO or device named like a video)")
+    if info.st_size == 0:
         raise VideoError("empty file")
     try:
         container = av.open(str(path))
@@ -130,19 +139,27 @@ def extract_video(path: Path, opts: ExtractOptions, decode_threads: int = 1) -> 
         kept = _KeptSet(fps, stream.frames)
         encoded: dict[int, bytes] = {}
         n = 0
+        whole_packets = 0  # packets read in full (the demuxer flags one cut short as corrupt)
         size = src = None
         try:
-            for frame in container.decode(stream):
-                if n in kept:
-                    if size is None:
-                        src = (frame.width, frame.height)
-                        size = output_size(frame.width, frame.height, opts.short_side)
-                    encoded[n] = encode_frame(frame, size, opts.quality)
-                n += 1
+            for packet in container.demux(stream):
+                whole_packets += bool(packet.size) and not packet.is_corrupt
+                for frame in packet.decode():  # the last, empty packet flushes the decoder
+                    if n in kept:
+                        if size is None:
+                            src = (frame.width, frame.height)
+                            size = output_size(frame.width, frame.height, opts.short_side)
+                        encoded[n] = encode_frame(frame, size, opts.quality)
+                    n += 1
         except av.error.FFmpegError as e:
             raise VideoError(f"decoding failed after {n} frames: {e.strerror or e}") from None
     if n == 0:
         raise VideoError("no decodable video frames")
+    # A file cut short after its index (mp4 "faststart") can decode without an error: the
+    # index lists more frames than the file still holds.
+    if stream.frames > 0 and whole_packets < stream.frames:
+        raise VideoError(f"truncated: the file holds {whole_packets} of the {stream.frames} "
+                         "frames its index lists")
     # A file cut short whose header still lists every frame may decode without an error;
     # small shortfalls are normal (edit lists, B-frames at a cut), so only a large one counts.
     if stream.frames > 0 and n < 0.9 * stream.frames:

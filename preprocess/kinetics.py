@@ -94,7 +94,9 @@ def find_videos(data: Path) -> tuple[list[str], dict[str, list[SourceVideo]]]:
         found = []
         for name in classes:
             for entry in sorted(os.scandir(data / split / name), key=lambda e: e.name):
-                if entry.is_file() and entry.name.lower().endswith(VIDEO_EXTENSIONS):
+                # Whatever is named like a video counts as one: a broken link, a FIFO or a
+                # folder named *.mp4 is then reported with its reason, not silently left out.
+                if entry.name.lower().endswith(VIDEO_EXTENSIONS):
                     if not entry.name.startswith("."):
                         found.append(SourceVideo(split, name, Path(entry.path)))
         if not found:

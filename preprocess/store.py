@@ -5,6 +5,7 @@ Layout of a store folder ``<store>``::
     store.json                 settings (format, short side, JPEG quality, fps, classes, ...)
     <split>_index.csv          one row per complete video (see VideoRecord)
     failures.csv               videos skipped by the last run, with the reason
+    .lock                      held by ``preprocess frames`` while it writes (flock)
     jpg format:
       <split>/<class>/<stem>/image_00001.jpg ... + meta.json
     hdf5 format:
@@ -159,17 +160,27 @@ def read_index(store: Path, split: str) -> list[VideoRecord]:
     types = {f.name: f.type for f in fields(VideoRecord)}
     casts = {"int": int, "float": float, "str": str}
     records = []
+    seen: set[str] = set()
     with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != INDEX_COLUMNS:
-            raise StoreError(f"{path}: unexpected columns {reader.fieldnames}; rebuild the store")
-        for line, row in enumerate(reader, start=2):
-            try:
-                records.append(VideoRecord(**{k: casts[types[k]](v) for k, v in row.items()}))
-            except (TypeError, ValueError) as e:
+        try:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != INDEX_COLUMNS:
                 raise StoreError(
-                    f"{path}:{line}: malformed index row ({e}); rebuild the store"
-                ) from None
+                    f"{path}: unexpected columns {reader.fieldnames}; rebuild the store")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    record = VideoRecord(**{k: casts[types[k]](v) for k, v in row.items()})
+                except (TypeError, ValueError) as e:
+                    raise StoreError(
+                        f"{path}:{line}: malformed index row ({e}); rebuild the store"
+                    ) from None
+                if record.video_id in seen:  # its clips would be counted twice
+                    raise StoreError(f"{path}:{line}: video {record.video_id} listed twice; "
+                                     "rebuild the store")
+                seen.add(record.video_id)
+                records.append(record)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise StoreError(f"{path}: not a readable index ({e}); rebuild the store") from None
     return records
 
 
@@ -254,9 +265,11 @@ def read_frame_bytes(store: Path, record: VideoRecord, indices: list[int]) -> li
             lo, hi = int(offsets[min(indices)]), int(offsets[max(indices) + 1])
             span = ds[lo:hi].tobytes()
             return [span[offsets[i] - lo : offsets[i + 1] - lo] for i in indices]
-        except (KeyError, OSError, IndexError) as e:
+        except (KeyError, OSError, IndexError, ValueError) as e:
+            frames = f"{min(indices)}..{max(indices)}" if indices else "-"
             raise StoreError(
-                f"{h5_path}:{dataset}: cannot read frames of {record.video_id} ({e})"
+                f"{h5_path}:{dataset}: cannot read frames {frames} of video "
+                f"{record.video_id} ({e}); rebuild the store with `make frames`"
             ) from None
     folder = Path(store) / record.location
     out = []

@@ -29,6 +29,9 @@ def check_video(store: Path, record: VideoRecord, classes: tuple[str, ...]) -> l
     if record.class_name not in classes or classes.index(record.class_name) != record.label:
         problems.append(f"{where}: label {record.label} does not match class "
                         f"{record.class_name!r} of store.json")
+    if record.video_id.split("/", 1)[0] != record.class_name:
+        problems.append(f"{where}: video {record.video_id} is listed under class "
+                        f"{record.class_name!r}")
     if is_packed(record):
         problems += _check_packed(store, record)
     else:

@@ -3,6 +3,7 @@ v2 functional normalize / resize / flip / crop in float32 with the same paramete
 workload's order (normalise, scale, flip, crop, as pytorchvideo's recipe runs them)."""
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 
 from datasets import ClipDataset, TrainTransform, ValTransform, clip_rng, normalize_clips
+from datasets.transforms import ClipParams, axis_window, plan_crop, render_clip, resized_size
 from preprocess.store import read_frame_bytes
 from tests.test_datasets_helpers import encode, make_store, textured_frames
 
@@ -108,3 +110,70 @@ def test_crop_larger_than_scaled_frame_is_an_error(store):
     ds = ClipDataset(store, "train", ValTransform(short_side=20, crop=24), clip_len=8)
     with pytest.raises(ValueError, match="smaller than the 24x24 crop"):
         ds[0]
+
+
+def reference_crop(frame: np.ndarray, params: ClipParams) -> torch.Tensor:
+    """Float scale of the whole frame (torchvision, bilinear, no antialias), flip, crop."""
+    x = torch.from_numpy(frame).permute(2, 0, 1).float()
+    x = F.resize(x, [params.short_side], InterpolationMode.BILINEAR, antialias=False)
+    if params.flip:
+        x = F.horizontal_flip(x)
+    return F.crop(x, params.top, params.left, params.crop, params.crop)
+
+
+# (height, width, short sides): shrinking and enlarging both orientations, short sides whose
+# scale leaves few exact slice starts and many (48 from 40: every 6th scaled pixel), and
+# scales so close to 1 that a small slice keeps its size (which cv2.resize would copy).
+# No scale of exactly 2: its weights (1/4, 3/4) make rounding ties, so the mean error is 0.36.
+WINDOW_CASES = [(40, 56, (27, 31, 39, 48, 64)), (50, 38, (23, 37, 40, 71)), (17, 23, (16, 30))]
+
+
+@pytest.mark.parametrize("height, width, short_sides", WINDOW_CASES)
+def test_crop_window_scaling_matches_reference_everywhere(height, width, short_sides):
+    """Crops at the corners, edges and centre, flipped or not, small and large: scaling only
+    the window (from either end of each axis) gives the whole-frame scaling's pixels."""
+    frames = textured_frames(2, height, width, 5)
+    used = set()
+    for short_side in short_sides:
+        new_h, new_w = resized_size(height, width, short_side)
+        for crop in sorted({2, min(new_h, new_w) // 2, min(new_h, new_w)}):
+            spots = {0, (new_h - crop) // 3, new_h - crop}, {0, (new_w - crop) // 2, new_w - crop}
+            for top, left, flip in itertools.product(*spots, (False, True)):
+                params = ClipParams(short_side, flip, top, left, crop)
+                plan = plan_crop(height, width, params)
+                used.add((plan.rows.mirrored, plan.cols.mirrored))
+                clip = render_clip(frames, 2, lambda h, w, p=params: p)
+                for t in range(2):
+                    error = (clip[:, t].float() - reference_crop(frames[t], params)).abs()
+                    assert error.max().item() <= 1.0, (params, plan)
+                    if crop >= 16:
+                        assert error.mean().item() <= 0.35, (params, plan)
+    assert used == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_crop_window_starts_at_exact_slice_starts():
+    """A slice may start only where a source pixel falls on a scaled pixel, and it covers the
+    bilinear taps of the whole window."""
+    for size, new_size in [(320, 288), (426, 383), (40, 48), (38, 76), (568, 511)]:
+        scale = size / new_size
+        for first in range(0, new_size - 24, 7):
+            for mirrored in (False, True):
+                w = axis_window(size, new_size, first, 24, mirrored)
+                # the scaled pixel at the slice's first output, in the (mirrored) axis
+                anchor = (new_size - first - 24 if mirrored else first) - w.offset
+                near = size - w.stop if mirrored else w.start
+                assert anchor * size == near * new_size and w.offset >= 0
+                taps = [(j + 0.5) * scale - 0.5 for j in (first, first + 23)]
+                lo, hi = max(0, int(np.floor(taps[0]))), min(size - 1, int(np.floor(taps[1])) + 1)
+                assert w.start <= lo and hi < w.stop <= size
+
+
+def test_scale_one_is_a_plain_crop():
+    frames = textured_frames(3, 40, 56, 6)
+    for flip in (False, True):
+        params = ClipParams(40, flip, 5, 9, 30)
+        assert plan_crop(40, 56, params).scale is None
+        clip = render_clip(frames, 3, lambda h, w, p=params: p)
+        for t, frame in enumerate(frames):
+            expected = (frame[:, ::-1] if flip else frame)[5:35, 9:39]
+            assert np.array_equal(clip[:, t].numpy(), expected.transpose(2, 0, 1))

@@ -39,6 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         if is_main:
             print(f"error: {e}", file=sys.stderr)
         return 1
+    except RuntimeError as e:
+        from train.distributed import peer_lost
+
+        if os.environ.get("WORLD_SIZE", "1") == "1" or not peer_lost(e):
+            raise
+        # Another process died (killed, out of memory): its own report says why. One line
+        # here instead of this process's traceback through the collective that failed.
+        print(f"error: process {os.environ.get('RANK')} lost another process of the run "
+              f"({one_line(e).split('. ')[0]}); the results so far are kept: resume with "
+              "--resume <results>/<config>/<run id> and the same process count",
+              file=sys.stderr)
+        return 1
     return 0
 
 

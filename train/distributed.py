@@ -106,6 +106,17 @@ def gather_objects(d: Dist, obj) -> list:
     return out
 
 
+# What gloo (a plain RuntimeError) and NCCL say when the process at the other end is gone.
+_PEER_GONE = ("closed by peer", "reset by peer", "Broken pipe", "communicator was aborted")
+
+
+def peer_lost(error: BaseException) -> bool:
+    """True for the error a collective raises when another process of the run died."""
+    if isinstance(error, dist.DistError):
+        return True
+    return isinstance(error, RuntimeError) and any(s in str(error) for s in _PEER_GONE)
+
+
 def barrier(d: Dist) -> None:
     if d.active:
         dist.barrier()

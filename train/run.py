@@ -159,6 +159,8 @@ def _open_results(config, changed, previous, state, d: Dist, lost_s, resume_dir)
                            info["device"], d.world_size)
     else:
         run_dir = Path(resume_dir)
+        for partial in run_dir.glob("*.tmp*"):  # files a killed run was writing
+            partial.unlink(missing_ok=True)
         results.keep_epochs_through(run_dir, state["epoch"])
         record = RunRecord(
             config, state["run_id"], changed, previous["git_dirty"] or info["git_dirty"],
