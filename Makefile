@@ -31,7 +31,7 @@ DEMO_ARGS    ?=
 
 TORCHRUN := $(VENV)/bin/torchrun --standalone --nproc-per-node=$(GPUS)
 
-.PHONY: venv synth frames verify bench-cnn bench-transformer resume score demo test lint perf clean-venv
+.PHONY: venv synth frames verify bench-cnn bench-transformer resume score demo test faults lint perf clean-venv
 
 venv: $(STAMP)
 
@@ -74,6 +74,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The fault-injection suite with 10 randomised rounds (make test runs one round).
+faults: $(STAMP)
+	FAULT_ROUNDS=10 $(PY) -m pytest -q tests/test_faults_*.py
 
 # Benchmark scripts on small synthetic data; each prints a table (docs/PERFORMANCE.md).
 perf: $(STAMP)

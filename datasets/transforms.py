@@ -15,11 +15,12 @@ Only the crop window is scaled (``plan_crop``). ``cv2.resize`` of a slice of the
 with the frame's scale factors, computes the scaled frame's own sample positions when the
 slice starts at a source pixel that falls exactly on a scaled pixel; so the slice runs from
 the nearest such pixel before the window (or after it, on the mirrored frame) to the last
-pixel that the window's bilinear taps read, and about 1.3 crops' worth of pixels are scaled
-instead of the whole frame (2.2 crops at short side 288 from 426 x 320). The pixels are
-those of scaling the whole frame but for OpenCV's float32 sample positions (one grey level
-apart now and then; both are within the bound). ``warpAffine`` / ``remap``, which compute
-the window alone, are exact in OpenCV 5 but slower for RGB frames (benchmarks/loader.py).
+pixel that the window's bilinear taps read. On average over the training parameters that
+scales 1.3 crops' worth of pixels instead of the whole frame's 2.2 (426 x 320; 3.0 for
+568 x 320). The pixels are those of scaling the whole frame but for OpenCV's float32 sample
+positions (one grey level apart now and then; both are within the bound). ``warpAffine``
+and ``remap``, which compute the window alone, are exact in OpenCV 5 but no faster
+(benchmarks/loader.py).
 
 Clips leave the loader as uint8 C x T x H x W; the normalisation runs on the device
 (``transform.normalize(batch)``). That gives the model bit for bit the same input as

@@ -249,6 +249,8 @@ def _read_json_object(path: Path, required: bool) -> dict:
         raise ScoreError(f"{path}: missing") from error
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ScoreError(f"{path}: not valid JSON ({error})") from error
+    except RecursionError as error:  # "[[[[..." thousands deep
+        raise ScoreError(f"{path}: not valid JSON (nested too deeply)") from error
     if not isinstance(data, dict):
         raise ScoreError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
@@ -264,9 +266,12 @@ def _read_system(path: Path, warnings: list[str]) -> dict:
 
 
 def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float (JSON allows any number of digits)
+        return False
 
 
 def _number(info: dict, key: str, path: Path) -> float:

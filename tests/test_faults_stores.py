@@ -38,6 +38,7 @@ class Expect:
     video: str | None
     loader: str | None
     verify: str | None
+    names_frame: bool = True
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def index_lists_fewer_frames(store, r):
 
 def wrong_label(store, r):
     video = _rewrite_index(store, lambda x: _replace(x, label=1 - x.label))
-    return Expect(video, rf"video {video} has label", "does not match class")
+    return Expect(video, rf"video {video} has label", "does not match class", names_frame=False)
 
 
 def class_and_label_both_changed(store, r):
@@ -140,17 +141,19 @@ def class_and_label_both_changed(store, r):
     other = next(x for x in classes if x.class_name != r.class_name)
     video = _rewrite_index(store, lambda x: _replace(x, class_name=other.class_name,
                                                       label=other.label))
-    return Expect(video, rf"video {video} has label", "is listed under class")
+    return Expect(video, rf"video {video} has label", "is listed under class",
+                  names_frame=False)
 
 
 def label_out_of_range(store, r):
     video = _rewrite_index(store, lambda x: _replace(x, label=7))
-    return Expect(video, rf"video {video} has label 7", "label 7 does not match")
+    return Expect(video, rf"video {video} has label 7", "label 7 does not match",
+                  names_frame=False)
 
 
 def video_listed_twice(store, r):
     write_index(store, "train", read_index(store, "train") + [r])
-    return Expect(r.video_id, rf"video {r.video_id} listed twice", None)
+    return Expect(r.video_id, rf"video {r.video_id} listed twice", None, names_frame=False)
 
 
 def index_is_binary_junk(store, r):
@@ -160,8 +163,8 @@ def index_is_binary_junk(store, r):
 
 def index_cut_mid_row(store, r):
     path = index_path(store, "train")
-    text = path.read_text()
-    path.write_text(text[: len(text) - 25])
+    *rows, last = path.read_text().splitlines()
+    path.write_text("\n".join([*rows, ",".join(last.split(",")[:3])]))  # as a kill leaves it
     return Expect(None, r"train_index\.csv:\d+: malformed index row", None)
 
 
@@ -248,7 +251,7 @@ def test_damage_is_named_never_silent(clean, tmp_path, fmt, damage):
         message = str(caught.value)
         assert "\n" not in message
         assert re.search(expect.loader, message), message
-        if expect.video is not None and "label" not in expect.loader:
+        if expect.video is not None and expect.names_frame:
             assert re.search(FRAME_REF, message), f"no frame named: {message}"
 
     if expect.verify is None:
@@ -264,9 +267,11 @@ def test_training_on_a_damaged_store_stops_with_one_line_naming_the_frame(tmp_pa
     store = build_tiny_store(tmp_path / "store")
     record = read_index(store, "train")[3]
     _frame_file(store, record, 2).unlink()
+    # Loading in this process (workers 0): forking loader workers from a test process that
+    # has run OpenCV's thread pool can deadlock the child, a hazard of tests, not of runs.
     with one_thread():
         code = train_main(["--config", str(TINY), "--data", str(store), "--out",
-                           str(tmp_path / "out"), "--workers", "1", "--set", "epochs=1"])
+                           str(tmp_path / "out"), "--workers", "0", "--set", "epochs=1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)

@@ -113,7 +113,10 @@ def test_block_table_is_torchvision_mvit_v1_b():
         k: v.shape for k, v in theirs.state_dict().items()
     }
     for block, their_block in zip(ours.blocks, theirs.blocks, strict=True):
-        assert repr(block).replace("eps=1e-05", "eps=1e-06") == repr(their_block)
+        # Ours differ only in the pooling norms' eps and the fused attention product.
+        ours_repr = repr(block).replace("eps=1e-05", "eps=1e-06")
+        assert ours_repr.replace("FusedMultiscaleAttention", "MultiscaleAttention") == repr(
+            their_block)
 
 
 def test_pooling_norms_use_the_reference_eps():
