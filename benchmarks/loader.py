@@ -5,7 +5,8 @@ against decoding the mp4 on the fly (the original benchmark), a PIL-per-frame lo
     .venv/bin/python -m benchmarks.loader [--quick] [--data DIR]
 
 Every method loads the same training clips with the same transform parameters (short side
-in [256, 320], flip, 224 crop), single-threaded like a DataLoader worker. By default the
+in [256, 320], flip, 224 crop), single-threaded like a DataLoader worker, timed in CPU time;
+two more tables compare JPEG decoders and ways to scale and crop a frame. By default the
 videos are a small synthetic set with Kinetics-like frames (480x360, 10 s, 30 fps, H.264
 with 250-frame GOPs) made once with ``python -m preprocess synth``, and the stores are built
 from them with ``python -m preprocess frames`` (short side 320, JPEG quality 90: 426x320).
@@ -181,24 +182,19 @@ def ours_thwc(ds: ClipDataset, index: int) -> torch.Tensor:
 
 
 def time_methods(methods: dict, clips: list[int], rounds: int) -> dict[str, float]:
-    """CPU seconds per clip of each method: best of ``rounds`` passes over ``clips``. Within a
-    pass the methods take turns clip by clip, in rotating order, so that load from other
-    processes hits them alike. CPU time (of the whole process, all single-threaded here)
-    leaves out the time other processes hold the core, which wall time on a shared machine
-    does not."""
-    names = list(methods)
-    best = dict.fromkeys(names, float("inf"))
+    """CPU seconds per clip of each method: best of ``rounds`` passes over ``clips``, the
+    methods' passes interleaved so that load from other processes hits them alike. CPU time
+    (of the whole process; every method is single-threaded) leaves out the time that other
+    processes hold the core, which wall time on a shared machine does not."""
+    best = dict.fromkeys(methods, float("inf"))
     for fn in methods.values():  # warm-up (imports, file cache, h5 handles)
         fn(clips[0])
     for _ in tqdm(range(rounds), desc="rounds", file=sys.stderr):
-        spent = dict.fromkeys(names, 0.0)
-        for k, index in enumerate(clips):
-            for name in names[k % len(names) :] + names[: k % len(names)]:
-                t0 = time.process_time()
-                methods[name](index)
-                spent[name] += time.process_time() - t0
-        for name in names:
-            best[name] = min(best[name], spent[name] / len(clips))
+        for name, fn in methods.items():
+            t0 = time.process_time()
+            for index in clips:
+                fn(index)
+            best[name] = min(best[name], (time.process_time() - t0) / len(clips))
     return best
 
 

@@ -11,6 +11,7 @@ every process of the killed run has stopped writing.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import os
@@ -93,16 +94,27 @@ def store_lock(store: Path, quiet: bool = False) -> Iterator[None]:
     fd = os.open(Path(store) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not quiet:
                 print(f"{store}: waiting for another run (or the workers of a killed one) "
                       "writing to this store ...", file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        fcntl.flock(fd, fcntl.LOCK_SH)
+            _flock(fd, fcntl.LOCK_EX)
+        _flock(fd, fcntl.LOCK_SH)
         yield
     finally:
         os.close(fd)
+
+
+def _flock(fd: int, operation: int) -> None:
+    """flock, or nothing on a file system without locks (then a rerun must wait by hand)."""
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
 
 
 def remove_partial(store: Path) -> None:
@@ -117,9 +129,13 @@ def remove_partial(store: Path) -> None:
 
 
 def _is_current(meta: dict | None, opts: ExtractOptions, video: SourceVideo) -> bool:
-    return (meta is not None and meta.get("short_side") == opts.short_side
-            and meta.get("jpeg_quality") == opts.quality
-            and meta.get("source_bytes") == video.path.stat().st_size)
+    if meta is None or meta.get("short_side") != opts.short_side or \
+            meta.get("jpeg_quality") != opts.quality:
+        return False
+    try:
+        return meta.get("source_bytes") == video.path.stat().st_size
+    except OSError:  # the source is gone (e.g. now a broken link): redo, which reports it
+        return False
 
 
 def process_video(video: SourceVideo, final: Path, opts: ExtractOptions, decode_threads: int,
@@ -148,7 +164,7 @@ def process_video(video: SourceVideo, final: Path, opts: ExtractOptions, decode_
     }
     fd = os.open(Path(store) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        _flock(fd, fcntl.LOCK_SH)
         if parent is not None and os.getppid() != parent:
             return video, None, "the run was stopped"
         write_video_dir(final, ex.jpegs, meta)

@@ -1,8 +1,8 @@
-"""Training killed with SIGKILL while it writes a checkpoint, and again mid-epoch after a
-resume, then resumed to the end: it goes on from the last complete checkpoint, epochs.csv
-holds every epoch once, the clock counts the lost work, and the final weights are those of
-an uninterrupted run. (The last resume runs in the test's process, with the clock started at
-the call as a new process would.)
+"""Training killed with SIGKILL while it writes a checkpoint, and (from the second round on)
+again mid-epoch after a resume, then resumed to the end: it goes on from the last complete
+checkpoint, epochs.csv holds every epoch once, the clock counts the lost work, and the final
+weights are those of an uninterrupted run. (The last resume runs in the test's process, with
+the clock started at the call as a new process would.)
 
 Tolerance on the final weights: exact equality is expected (same seed, same data order keyed
 by epoch, generator states restored from the checkpoint, one compute thread on the CPU), so
@@ -170,7 +170,8 @@ def test_kills_mid_checkpoint_and_mid_epoch_then_resume_match_an_uninterrupted_r
         with open(tmp_path / f"round{round_}.log", "w") as log:
             run_dir, _ = _first_run_killed_in_checkpoint_write(
                 store, tmp_path / f"round{round_}", log, rng, where)
-            _resume_killed_mid_epoch(run_dir, store, log, rng, where)
+            if round_ > 0:  # the fast subset (one round) leaves this to test_train_resume
+                _resume_killed_mid_epoch(run_dir, store, log, rng, where)
         last_good = _checkpoint_epoch(run_dir)
         out = _resume_to_the_end(run_dir, store, capsys)
         assert f"resuming {run_dir} after epoch {last_good}" in out, where
