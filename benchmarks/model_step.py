@@ -13,6 +13,7 @@ held by another process does not inflate).
 """
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -119,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="intra-op threads (default: torch's, one per core); 1 is steadier "
                              "on a machine shared with other busy processes")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("pytorchvideo") is None:
+        print("error: the reference models need pytorchvideo; install requirements-test.txt",
+              file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     crops = [112] if args.quick else [112, 224]

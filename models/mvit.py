@@ -2,15 +2,15 @@
 
 torchvision's ``MViT`` in its ``mvit_v1_b`` configuration is the same network as
 pytorchvideo's hub ``mvit_base_16x4`` (same blocks, pooling, positional encoding,
-initialisation and parameter count) and is maintained, so it is used as is. Only the block
-table is spelled out here, because ``mvit_v1_b`` fixes the input to 16x224x224 while the
-CPU demo presets need smaller clips. Two things change after building:
+initialisation and parameter count) and is maintained, so it is built on. The block table
+is spelled out here because ``mvit_v1_b`` fixes the input to 16x224x224 while the CPU demo
+presets need smaller clips, and two things are changed after building:
 
 - the reference normalises pooled q, k and v with LayerNorm eps 1e-5 (torchvision uses 1e-6
   there, as everywhere else), so those norms get eps 1e-5;
 - attention runs through ``scaled_dot_product_attention`` (same product, same parameters),
-  which never stores the N x N_kv attention matrix: 15% less time per training step at
-  16x224x224 on CPU, and the fused kernels on GPUs (see docs/perf/models.md).
+  which never stores the N x N_kv attention matrix: about 15% less time per training step
+  at 16x224x224 on CPU (benchmarks/model_step.py), and the fused kernels on GPUs.
 
 torchvision stores q, k and v as one linear layer; ``models.convert`` maps the keys.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -74,6 +75,24 @@ def run(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def stop_workers() -> None:
+    """Kill joblib's worker processes (idle by now, or stranded by a failed run).
+
+    Asking loky to shut its executor down is not enough: a worker killed from outside (say
+    by the out-of-memory killer) can die holding the lock of the queue it shares with the
+    other workers, which then wait on that lock for ever, and loky's shutdown (and its exit
+    handler) waits for them. Every finished video is already renamed into place, so nothing
+    a worker still holds is needed."""
+    import multiprocessing
+    import signal
+
+    for worker in multiprocessing.active_children():
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -92,4 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+    finally:
+        stop_workers()
+    sys.exit(code)
