@@ -16,7 +16,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -147,33 +147,26 @@ def python_module(module: str, *args: str, **kwargs) -> subprocess.Popen:
                             env=ONE_THREAD_ENV, **kwargs)
 
 
-def children(pid: int) -> list[int]:
-    """Pids whose parent is ``pid``."""
-    found = []
+def _process_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, fields of /proc/<pid>/stat after the command name) of every process: state,
+    parent pid, process group, ..."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
+                    yield int(entry), f.read().rsplit(")", 1)[1].split()
+            except OSError:
                 continue
-    return found
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``."""
+    return [p for p, fields in _process_stats() if int(fields[1]) == pid]
 
 
 def group_members(pgid: int) -> list[int]:
     """Running pids of process group ``pgid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                found.append(int(entry))
-    return found
+    return [p for p, fields in _process_stats() if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def environment_of(pid: int) -> dict[str, str]:
