@@ -22,9 +22,12 @@ TRANSFORMER_CONFIG ?= configs/MVIT_B_16x4.yaml
 TRAIN_ARGS ?=
 RUN        ?=
 
-# The demo: the whole pipeline on the built-in synthetic dataset, sized for a CPU.
-DEMO_DATA    ?= data/synth20
-DEMO_STORE   ?= data/frames/synth20_jpg
+# The demo: the whole pipeline on the built-in synthetic dataset, sized for a CPU:
+# 5 classes, each shape in its class's colour (the cue configs/demo_*.yaml rely on).
+DEMO_DATA    ?= data/synth_demo
+DEMO_STORE   ?= data/frames/synth_demo_jpg
+DEMO_SYNTH   := --classes 5 --train-per-class 64 --val-per-class 16 --duration 1.2 \
+                --colour-cue --clutter 0
 DEMO_RESULTS ?= results/demo
 SYNTH_ARGS   ?=
 DEMO_ARGS    ?=
@@ -41,7 +44,7 @@ $(STAMP): requirements.txt requirements-test.txt
 	touch $@
 
 synth: $(STAMP)
-	$(PY) -m preprocess synth --out data/synth20
+	$(PY) -m preprocess synth --out $(DEMO_DATA) $(DEMO_SYNTH) $(SYNTH_ARGS)
 
 frames: $(STAMP)
 	$(PY) -m preprocess frames --data $(DATA) --out $(STORE) --format $(FORMAT)
@@ -63,7 +66,7 @@ score: $(STAMP)
 
 # One process, one loader worker: on a 2-core CPU the other core trains.
 demo: $(STAMP)
-	$(PY) -m preprocess synth --out $(DEMO_DATA) $(SYNTH_ARGS)
+	$(PY) -m preprocess synth --out $(DEMO_DATA) $(DEMO_SYNTH) $(SYNTH_ARGS)
 	$(PY) -m preprocess frames --data $(DEMO_DATA) --out $(DEMO_STORE) --format jpg
 	$(MAKE) --no-print-directory bench-cnn CNN_CONFIG=configs/demo_X3D_M.yaml \
 	    STORE=$(DEMO_STORE) RESULTS=$(DEMO_RESULTS) GPUS=1 WORKERS=1 TRAIN_ARGS="$(DEMO_ARGS)"

@@ -8,7 +8,7 @@ size and with the same resampling filter as ours (libswscale "area"). The baseli
 picked so that its JPEG files are about as large as ours, and both are scored by PSNR against
 an independent decode (PyAV, all frames) resized with OpenCV (area).
 
-    .venv/bin/python benchmarks/frames.py [--data data/synth20] [--short-side 320]
+    .venv/bin/python benchmarks/frames.py [--data data/synth_demo] [--short-side 320]
 
 ``--save-frames F`` then ``--codecs --frames F`` print a second table: ms per frame of
 resizing and JPEG coding with each library importable in the running venv (run it in a venv
@@ -240,7 +240,7 @@ def codec_table(frames_path: Path, short_side: int, quality: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("data/synth20"))
+    parser.add_argument("--data", type=Path, default=Path("data/synth_demo"))
     parser.add_argument("--short-side", type=int, default=320)
     parser.add_argument("--quality", type=int, default=90)
     parser.add_argument("--quality-videos", type=int, default=4,

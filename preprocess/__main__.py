@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=d.height)
     s.add_argument("--fps", default=d.fps, help="frame rate, e.g. 30, 25, 29.97 (=30000/1001)")
     s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--colour-cue", action="store_true",
+                   help="draw each class's shape in its own hue (an easy cue, for the demo)")
+    s.add_argument("--clutter", type=float, default=d.clutter,
+                   help="background clutter relative to the default (0: none)")
     s.add_argument("--jobs", type=int, default=-1, help="parallel processes (-1: all cores)")
 
     f = sub.add_parser("frames", help="decode videos into a frame store")
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise SynthError(f"--fps: {e}") from None
         opts = SynthOptions(args.classes, args.train_per_class, args.val_per_class,
-                            args.duration, args.width, args.height, fps, args.seed)
+                            args.duration, args.width, args.height, fps, args.seed,
+                            args.colour_cue, args.clutter)
         plan = make_dataset(opts, args.out, args.jobs)
         print(f"wrote {len(plan)} videos of {opts.classes} classes to {args.out}")
         return 0

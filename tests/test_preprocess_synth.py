@@ -120,3 +120,31 @@ def test_classes_differ_in_motion_within_eight_frames_at_15_fps():
             if a < b:  # pixels, degrees and 1/100 of scale all differ by more than 1
                 diff = np.abs(tracks[a] - tracks[b]) * [1, 1, 1, 100]
                 assert diff.max() > 1.0, (a, b)
+
+
+def test_colour_cue_paints_the_shape_in_its_class_hue_on_grey():
+    import cv2
+
+    from preprocess.synth import SynthVideo, class_colour, render_video
+
+    opts = SynthOptions(classes=5, duration=0.2, width=96, height=64, colour_cue=True)
+    hues = []
+    for c in range(opts.classes):
+        frame = render_video(SynthVideo("train", c, 0, "x" * 11, 0, 1), opts)[0]
+        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3).astype(int)
+        saturated = hsv[hsv[:, 1] > 100]  # the grey background has none
+        assert len(saturated) > 20, c
+        rgb = class_colour(c, opts.classes).astype(np.uint8)[None, None]
+        want = int(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)[0, 0, 0])
+        distance = np.abs((saturated[:, 0] - want + 128) % 256 - 128)  # hue is circular
+        assert np.median(distance) <= 4, (c, want)
+        hues.append(want)
+    assert min(np.diff(sorted(hues))) >= 40  # 5 classes spread around the hue circle
+
+
+def test_without_colour_cue_the_background_is_coloured():
+    from preprocess.synth import SynthVideo, render_video
+
+    opts = SynthOptions(classes=5, duration=0.2, width=96, height=64)
+    frame = render_video(SynthVideo("train", 0, 0, "x" * 11, 0, 1), opts)[0].astype(int)
+    assert np.abs(frame[..., 0] - frame[..., 1]).mean() > 10
