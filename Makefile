@@ -84,6 +84,7 @@ faults: $(STAMP)
 
 # Benchmark scripts on small synthetic data; each prints a table (docs/PERFORMANCE.md).
 perf: $(STAMP)
+	$(PY) -m preprocess synth --out $(DEMO_DATA) $(DEMO_SYNTH)
 	$(PY) -m benchmarks.frames --data $(DEMO_DATA)
 	$(PY) -m benchmarks.loader --quick
 	$(PY) -m benchmarks.model_step --quick
