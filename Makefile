@@ -65,8 +65,7 @@ score: $(STAMP)
 	$(PY) -m score --results $(RESULTS)
 
 # One process, one loader worker: on a 2-core CPU the other core trains.
-demo: $(STAMP)
-	$(PY) -m preprocess synth --out $(DEMO_DATA) $(DEMO_SYNTH) $(SYNTH_ARGS)
+demo: synth
 	$(PY) -m preprocess frames --data $(DEMO_DATA) --out $(DEMO_STORE) --format jpg
 	$(MAKE) --no-print-directory bench-cnn CNN_CONFIG=configs/demo_X3D_M.yaml \
 	    STORE=$(DEMO_STORE) RESULTS=$(DEMO_RESULTS) GPUS=1 WORKERS=1 TRAIN_ARGS="$(DEMO_ARGS)"
@@ -83,8 +82,7 @@ faults: $(STAMP)
 	FAULT_ROUNDS=10 $(PY) -m pytest -q tests/test_faults_*.py
 
 # Benchmark scripts on small synthetic data; each prints a table (docs/PERFORMANCE.md).
-perf: $(STAMP)
-	$(PY) -m preprocess synth --out $(DEMO_DATA) $(DEMO_SYNTH)
+perf: synth
 	$(PY) -m benchmarks.frames --data $(DEMO_DATA)
 	$(PY) -m benchmarks.loader --quick
 	$(PY) -m benchmarks.model_step --quick

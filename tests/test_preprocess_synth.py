@@ -6,6 +6,7 @@ import re
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -13,7 +14,15 @@ from preprocess.build import build_store
 from preprocess.extract import ExtractOptions
 from preprocess.kinetics import find_videos, missing_on_disk, read_kinetics_csv
 from preprocess.store import read_index
-from preprocess.synth import MOTION_CLASSES, SynthOptions, make_dataset, object_pose
+from preprocess.synth import (
+    MOTION_CLASSES,
+    SynthOptions,
+    SynthVideo,
+    class_colour,
+    make_dataset,
+    object_pose,
+    render_video,
+)
 
 # Rows in the exact format of the real Kinetics-20 train.csv (pandas index column first).
 REAL_CSV = """\
@@ -123,10 +132,6 @@ def test_classes_differ_in_motion_within_eight_frames_at_15_fps():
 
 
 def test_colour_cue_paints_the_shape_in_its_class_hue_on_grey():
-    import cv2
-
-    from preprocess.synth import SynthVideo, class_colour, render_video
-
     opts = SynthOptions(classes=5, duration=0.2, width=96, height=64, colour_cue=True)
     hues = []
     for c in range(opts.classes):
@@ -143,8 +148,6 @@ def test_colour_cue_paints_the_shape_in_its_class_hue_on_grey():
 
 
 def test_without_colour_cue_the_background_is_coloured():
-    from preprocess.synth import SynthVideo, render_video
-
     opts = SynthOptions(classes=5, duration=0.2, width=96, height=64)
     frame = render_video(SynthVideo("train", 0, 0, "x" * 11, 0, 1), opts)[0].astype(int)
     assert np.abs(frame[..., 0] - frame[..., 1]).mean() > 10
