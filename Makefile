@@ -10,6 +10,10 @@ PYTHON_SYS ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
+# The JPEG window decoder (datasets/jpeg_window.c) on the system's libjpeg-turbo; built
+# with the environment; every target that loads clips depends on it.
+DECODER    := datasets/_jpeg_window.so
+ENV        := $(STAMP) $(DECODER)
 
 DATA    ?= data/kinetics20
 FORMAT  ?= jpg
@@ -34,9 +38,18 @@ DEMO_ARGS    ?=
 
 TORCHRUN := $(VENV)/bin/torchrun --standalone --nproc-per-node=$(GPUS)
 
-.PHONY: venv synth frames verify bench-cnn bench-transformer resume score demo test faults lint perf clean-venv
+.PHONY: venv decoder synth frames verify bench-cnn bench-transformer resume score demo test faults lint perf clean-venv
 
-venv: $(STAMP)
+venv: $(ENV)
+
+decoder: $(DECODER)
+
+$(DECODER): datasets/jpeg_window.c
+	@printf '#include <stdio.h>\n#include <jpeglib.h>\n' | $(CC) -E - >/dev/null 2>&1 || { echo "error: \
+	cannot build $@: no C compiler ($(CC)) or no libjpeg headers; install them \
+	(Debian/Ubuntu: apt-get install gcc libjpeg-dev) and run make again" >&2; exit 2; }
+	$(CC) -O2 -Wall -shared -fPIC -o $@.tmp $< -ljpeg
+	mv $@.tmp $@
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON_SYS) -m venv $(VENV)
@@ -52,20 +65,20 @@ frames: $(STAMP)
 verify: $(STAMP)
 	$(PY) -m preprocess verify --store $(STORE)
 
-bench-cnn: $(STAMP)
+bench-cnn: $(ENV)
 	$(TORCHRUN) -m train --config $(CNN_CONFIG) --data $(STORE) --workers $(WORKERS) --out $(RESULTS) $(TRAIN_ARGS)
 
-bench-transformer: $(STAMP)
+bench-transformer: $(ENV)
 	$(TORCHRUN) -m train --config $(TRANSFORMER_CONFIG) --data $(STORE) --workers $(WORKERS) --out $(RESULTS) $(TRAIN_ARGS)
 
-resume: $(STAMP)
+resume: $(ENV)
 	$(TORCHRUN) -m train --resume $(RUN) --data $(STORE) --workers $(WORKERS)
 
 score: $(STAMP)
 	$(PY) -m score --results $(RESULTS)
 
 # One process, one loader worker: on a 2-core CPU the other core trains.
-demo: synth
+demo: synth $(DECODER)
 	$(PY) -m preprocess frames --data $(DEMO_DATA) --out $(DEMO_STORE) --format jpg
 	$(MAKE) --no-print-directory bench-cnn CNN_CONFIG=configs/demo_X3D_M.yaml \
 	    STORE=$(DEMO_STORE) RESULTS=$(DEMO_RESULTS) GPUS=1 WORKERS=1 TRAIN_ARGS="$(DEMO_ARGS)"
@@ -73,16 +86,16 @@ demo: synth
 	    STORE=$(DEMO_STORE) RESULTS=$(DEMO_RESULTS) GPUS=1 WORKERS=1 TRAIN_ARGS="$(DEMO_ARGS)"
 	$(PY) -m score --results $(DEMO_RESULTS) --reference configs/reference_demo.yaml
 
-test: $(STAMP)
+test: $(ENV)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # The fault-injection suite with 10 randomised rounds (make test runs one round).
-faults: $(STAMP)
+faults: $(ENV)
 	FAULT_ROUNDS=10 $(PY) -m pytest -q tests/test_faults_*.py
 
 # Benchmark scripts on small synthetic data; each prints a table (docs/PERFORMANCE.md).
-perf: synth
+perf: synth $(DECODER)
 	$(PY) -m benchmarks.frames --data $(DEMO_DATA)
 	$(PY) -m benchmarks.loader --quick
 	$(PY) -m benchmarks.model_step --quick

@@ -32,8 +32,16 @@ from torchvision.io import decode_jpeg
 from tqdm import tqdm
 
 from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
-from datasets.decode import DecodedFrames
-from datasets.transforms import ClipParams, plan_crop, render_clip, resized_size, scaled_window
+from datasets.decode import ClipFrames
+from datasets.transforms import (
+    ArrayFrames,
+    ClipParams,
+    CropPlan,
+    plan_crop,
+    render_clip,
+    resized_size,
+    scale_window,
+)
 from preprocess.resample import kept_frame_indices
 from preprocess.store import StoreError, frame_name, read_frame_bytes
 
@@ -116,9 +124,9 @@ def pyav_clip(ds: ClipDataset, data: Path, index: int, transform: TrainTransform
 
 def pyav_ours(ds: ClipDataset, data: Path, index: int, transform: TrainTransform):
     """(a') PyAV decode as in (a), then our uint8 transform."""
-    frames = pyav_frames(ds, data, index)
+    frames = ArrayFrames(pyav_frames(ds, data, index))
     rng = clip_rng(ds.seed, 0, index)
-    return render_clip(frames, len(frames), lambda h, w: transform.params(h, w, rng))
+    return render_clip(frames, lambda h, w: transform.params(h, w, rng))
 
 
 def pil_clip(ds: ClipDataset, index: int, transform: TrainTransform, mean, std):
@@ -151,34 +159,54 @@ def clip_params(ds: ClipDataset, index: int) -> ClipParams:
     return ds.transform.params(record.height, record.width, clip_rng(ds.seed, 0, index))
 
 
-def read_decode_scale(ds: ClipDataset, index: int, whole_frame: bool) -> list[np.ndarray]:
-    """(d) The exact part of our loader: read, decode, scale the crop window (no flip or
-    channel planes); (e) with ``whole_frame``, scale the whole frame instead (no crop), as
-    the loader did before."""
-    record, params = ds.records[int(ds.clip_video[index])], clip_params(ds, index)
-    frames = (simplejpeg.decode_jpeg(b, colorspace="RGB")
-              for b in read_frame_bytes(ds.store, record, ds.clip_frames(index)))
-    if whole_frame:
-        new_h, new_w = resized_size(record.height, record.width, params.short_side)
-        return [cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames]
-    plan = plan_crop(record.height, record.width, params)
-    return [scaled_window(f, plan) for f in frames]
+def source_window(frame: np.ndarray, plan: CropPlan) -> np.ndarray:
+    return frame[plan.rows.start : plan.rows.stop, plan.cols.start : plan.cols.stop]
 
 
-def ours_thwc(ds: ClipDataset, index: int) -> torch.Tensor:
-    """Our loader writing T x H x W x C clips (the device would then permute them): the
-    same work without splitting the channel planes."""
+def clip_plan(ds: ClipDataset, index: int) -> CropPlan:
     record = ds.records[int(ds.clip_video[index])]
-    plan = plan_crop(record.height, record.width, clip_params(ds, index))
-    out = np.empty((ds.clip_len, plan.crop, plan.crop, 3), np.uint8)
+    return plan_crop(record.height, record.width, clip_params(ds, index))
+
+
+def decode_windows(ds: ClipDataset, index: int, jpegs: list[bytes]) -> list[np.ndarray]:
+    """(c') Our decoder on the same bytes: only the window each frame's crop needs."""
+    plan = clip_plan(ds, index)
+    frames = ClipFrames(jpegs, ds.store, ds.records[int(ds.clip_video[index])],
+                        ds.clip_frames(index))
+    return list(frames.windows(plan.rows, plan.cols))
+
+
+def read_decode_scale(ds: ClipDataset, index: int, whole_frame: bool) -> list[np.ndarray]:
+    """(d) The exact part of our loader: read, decode the window, scale it (no flip or
+    channel planes); (e) with ``whole_frame``: decode and scale the whole frame (no crop), as
+    the first loader did."""
+    record = ds.records[int(ds.clip_video[index])]
     jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
-    for t, frame in enumerate(DecodedFrames(jpegs, ds.store, record, ds.clip_frames(index))):
-        window = scaled_window(frame, plan)
-        if plan.flip_crop is None:
-            np.copyto(out[t], window)
-        else:
-            cv2.flip(window, plan.flip_crop, dst=out[t])
-    return torch.from_numpy(out)
+    if whole_frame:
+        new_h, new_w = resized_size(record.height, record.width, clip_params(ds, index).short_side)
+        return [cv2.resize(simplejpeg.decode_jpeg(b, colorspace="RGB"), (new_w, new_h),
+                           interpolation=cv2.INTER_LINEAR) for b in jpegs]
+    plan = clip_plan(ds, index)
+    frames = ClipFrames(jpegs, ds.store, record, ds.clip_frames(index))
+    return [scale_window(w, plan) for w in frames.windows(plan.rows, plan.cols)]
+
+
+class WholeFrames(ClipFrames):
+    """Frames decoded whole with simplejpeg and then cut, as the loader did before it
+    decoded windows (still one frame at a time, so each is scaled while in cache)."""
+
+    def windows(self, rows, cols):
+        for data in self.jpegs:
+            frame = simplejpeg.decode_jpeg(data, colorspace="RGB")
+            yield frame[rows.start : rows.stop, cols.start : cols.stop]
+
+
+def ours_whole_frames(ds: ClipDataset, index: int) -> torch.Tensor:
+    """Our loader with whole-frame decoding: what decoding windows saves."""
+    record = ds.records[int(ds.clip_video[index])]
+    jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
+    return ds.transform(WholeFrames(jpegs, ds.store, record, ds.clip_frames(index)),
+                        clip_rng(ds.seed, 0, index))
 
 
 def time_methods(methods: dict, clips: list[int], rounds: int) -> dict[str, float]:
@@ -271,7 +299,8 @@ def resize_table(jpegs: list[bytes], params: list[ClipParams], rounds: int) -> N
         return cv2.flip(window, 1) if p.flip else window.copy()
 
     def window_only(k: int) -> np.ndarray:
-        window, code = scaled_window(frames[k], plans[k]), plans[k].flip_crop
+        window = scale_window(source_window(frames[k], plans[k]), plans[k])
+        code = plans[k].flip_crop
         return window.copy() if code is None else cv2.flip(window, code)
 
     crop = params[0].crop
@@ -344,15 +373,19 @@ def main(argv: list[str] | None = None) -> int:
         "ours, JPEG store": lambda i: jpg[i],
         "ours, HDF5 store": lambda i: ds["hdf5"][i],
         "ours, JPEG, + float normalise on CPU": lambda i: normalize_clips(jpg[i][0]),
-        "ours, JPEG, T x H x W x C clips": lambda i: ours_thwc(jpg, i),
+        "ours, JPEG, whole-frame decode": lambda i: ours_whole_frames(jpg, i),
         A: lambda i: pyav_clip(jpg, args.data, i, transform),
         "(a') PyAV decode, our uint8 transform": lambda i: pyav_ours(jpg, args.data, i,
                                                                     transform),
         B: lambda i: pil_clip(jpg, i, transform, mean, std),
         C: lambda i: [simplejpeg.decode_jpeg(b, colorspace="RGB") for b in frames[i]],
         "(c) + reading the JPEG files": lambda i: read_and_decode(jpg, i),
-        "(d) read + decode + crop-window scaling": lambda i: read_decode_scale(jpg, i, False),
-        "(e) read + decode + whole-frame scaling": lambda i: read_decode_scale(jpg, i, True),
+        "(c') window decode (ours) of the same frames": lambda i: decode_windows(jpg, i,
+                                                                                frames[i]),
+        "(d) read + window decode + window scaling": lambda i: read_decode_scale(jpg, i,
+                                                                                  False),
+        "(e) read + whole decode + whole-frame scaling": lambda i: read_decode_scale(jpg, i,
+                                                                                    True),
     }
     times = time_methods(methods, clips, args.rounds)
     record = jpg.records[0]

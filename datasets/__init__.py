@@ -11,7 +11,7 @@ Public API::
     val_ds = ClipDataset(store, "val", ValTransform(short_side=256, crop=256))
     len(ds)                     number of clips
     ds[(epoch, index)]          training key; ds[index] == ds[(0, index)]
-        -> (clip, label, video_index): clip uint8 3 x clip_len x crop x crop
+        -> (clip, label, video_index): clip uint8 clip_len x crop x crop x 3
     ds.classes, ds.num_classes, ds.num_videos, ds.video_labels (per video),
     ds.clip_video (video index per clip, int64 array), ds.clip_start (first kept frame),
     ds.clip_frames(index) (kept-frame indices of a clip), ds.records (index rows, VideoRecord),
@@ -25,10 +25,11 @@ Public API::
                                   seed=0, drop_last=False)
         shuffle=True: training (EpochKeySampler); shuffle=False: evaluation (ShardSampler,
         every clip exactly once across ranks, no padding). Call sampler.set_epoch(epoch)
-        before each epoch. Batches: (clips uint8 B x 3 x T x H x W, labels, video_index).
+        before each epoch. Batches: (clips uint8 B x T x H x W x 3, labels, video_index).
 
     On the device, before the model:  x = ds.transform.normalize(clips.to(device))
-        == normalize_clips(clips, mean, std) == (clips.float() / 255 - mean) / std, float32.
+        == normalize_clips(clips, mean, std): float32 B x 3 x T x H x W, channels moved to
+        the front, (x / 255 - mean) / std.
 """
 
 from datasets.clips import ClipDataset, clip_rng

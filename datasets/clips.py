@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.decode import DecodedFrames
+from datasets import jpeg_window
+from datasets.decode import ClipFrames
 from preprocess.store import StoreError, check_settings, index_path, read_frame_bytes, read_index
 
 STORE_FPS = 15
@@ -33,8 +34,8 @@ class ClipDataset(torch.utils.data.Dataset):
     """Clips of one split of a frame store (JPEG folders or HDF5).
 
     ``ds[index]`` (evaluation, epoch 0) or ``ds[(epoch, index)]`` (training) returns
-    ``(clip, label, video_index)``: ``clip`` is uint8 3 x clip_len x crop x crop, to be
-    normalised on the device with ``ds.transform.normalize``."""
+    ``(clip, label, video_index)``: ``clip`` is uint8 clip_len x crop x crop x 3, to be
+    normalised (and put channels first) on the device with ``ds.transform.normalize``."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.clip_len = clip_len
         self.seed = seed
+        jpeg_window.load()  # a missing decoder is one clear error here, not one per worker
         self.settings = check_settings(self.store, fps=STORE_FPS)
         self.records = read_index(self.store, split)
         self.classes: list[str] = list(self.settings.classes)
@@ -105,6 +107,6 @@ class ClipDataset(torch.utils.data.Dataset):
         record = self.records[video]
         indices = self.clip_frames(index)
         jpegs = read_frame_bytes(self.store, record, indices)
-        frames = DecodedFrames(jpegs, self.store, record, indices)
+        frames = ClipFrames(jpegs, self.store, record, indices)
         clip = self.transform(frames, clip_rng(self.seed, epoch, index))
         return clip, record.label, video

@@ -1,11 +1,12 @@
-"""JPEG bytes of a clip -> decoded RGB frames, naming the file and video of any bad frame.
+"""JPEG bytes of a clip -> the decoded windows its transform asks for, naming the file and
+video of any bad frame.
 
-The decoder is simplejpeg (libjpeg-turbo, full-size, accurate DCT and fancy upsampling). It
-gives the same pixels as cv2.imdecode, PIL and torchvision.io.decode_jpeg (all libjpeg-turbo)
-and was the fastest in benchmarks/loader.py; its strict mode turns libjpeg's warnings about
-truncated or corrupt data into errors, so a damaged frame can never yield a silently grey clip.
-DCT-domain downscaling is not used: the only scale factor that fits the workload's sizes is
-7/8, and libjpeg-turbo decodes it slower than the full image (docs/perf/loader.md).
+Each frame is decoded only as far as the clip's crop needs (``datasets/jpeg_window.c``, on
+libjpeg-turbo with its accurate DCT and fancy upsampling): the pixels are those of a full
+decode by simplejpeg, cv2.imdecode, PIL or torchvision.io.decode_jpeg, all libjpeg-turbo,
+and a third less work per training frame (docs/perf/loader.md). libjpeg's warnings about
+corrupt or truncated data are errors, so a damaged frame never yields a silently grey clip;
+damage below the window is not read at all (``make verify`` decodes every frame whole).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
 
+from datasets.jpeg_window import JpegError, WrongSize, decode_window, jpeg_size
+from datasets.transforms import AxisWindow
 from preprocess.store import StoreError, VideoRecord, frame_name
 
 
@@ -27,12 +29,13 @@ def frame_source(store: Path | str, record: VideoRecord, index: int) -> str:
     return str(Path(store) / record.location / frame_name(index))
 
 
-class DecodedFrames:
-    """The frames of one clip, decoded one at a time as they are iterated.
+class ClipFrames:
+    """The JPEG frames of one clip, decoded one window at a time as they are iterated
+    (``datasets.transforms.Frames``).
 
-    Decoding lazily lets the transform resize and crop each frame while it is still in the
-    CPU cache (measurably faster than decoding all frames first). Every frame must have the
-    shape of the first one."""
+    Decoding lazily lets the transform scale each window while it is still in the CPU cache
+    (measurably faster than decoding all frames first). Every frame must have the size of
+    the first one."""
 
     def __init__(
         self, jpegs: Sequence[bytes], store: Path | str, record: VideoRecord, indices: list[int]
@@ -45,22 +48,33 @@ class DecodedFrames:
     def __len__(self) -> int:
         return len(self.jpegs)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        shape = None
+    def _corrupt(self, index: int, error: Exception) -> StoreError:
+        return StoreError(
+            f"{frame_source(self.store, self.record, index)}: corrupt JPEG in video "
+            f"{self.record.video_id} ({error}); rebuild the store with `make frames`"
+        )
+
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the first frame, from its header."""
+        try:
+            return jpeg_size(self.jpegs[0])
+        except JpegError as e:
+            raise self._corrupt(self.indices[0], e) from None
+
+    def windows(self, rows: AxisWindow, cols: AxisWindow) -> Iterator[np.ndarray]:
+        """Rows ``rows.start:stop`` and columns ``cols.start:stop`` of every frame, in order;
+        only the valid rows and columns are decoded (``AxisWindow``)."""
+        size = self.size()
+        valid = (rows.valid_start, rows.valid_stop), (cols.valid_start, cols.valid_stop)
+        within = (rows.start, rows.stop), (cols.start, cols.stop)
         for data, index in zip(self.jpegs, self.indices, strict=True):
             try:
-                frame = simplejpeg.decode_jpeg(data, colorspace="RGB")
-            except ValueError as e:
-                raise StoreError(
-                    f"{frame_source(self.store, self.record, index)}: corrupt JPEG in video "
-                    f"{self.record.video_id} ({e}); rebuild the store with `make frames`"
-                ) from None
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
+                yield decode_window(data, size, *valid, within=within)
+            except WrongSize as e:
                 raise StoreError(
                     f"{frame_source(self.store, self.record, index)}: frame is "
-                    f"{frame.shape[1]}x{frame.shape[0]}, other frames of video "
-                    f"{self.record.video_id} are {shape[1]}x{shape[0]}; rebuild the store"
-                )
-            yield frame
+                    f"{e.width}x{e.height}, other frames of video {self.record.video_id} are "
+                    f"{size[1]}x{size[0]}; rebuild the store"
+                ) from None
+            except JpegError as e:
+                raise self._corrupt(index, e) from None

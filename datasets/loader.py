@@ -88,7 +88,7 @@ def make_loader(
 
     ``shuffle=True`` is the training loader (EpochKeySampler, shuffled, keys with the epoch);
     ``shuffle=False`` is the evaluation loader (ShardSampler, each clip once across ranks;
-    keep ``drop_last=False`` there). Batches are ``(clips uint8 B x 3 x T x H x W,
+    keep ``drop_last=False`` there). Batches are ``(clips uint8 B x T x H x W x 3,
     labels int64 B, video_index int64 B)``."""
     if shuffle:
         sampler = EpochKeySampler(dataset, rank=rank, world_size=world_size, seed=seed)

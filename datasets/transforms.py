@@ -17,24 +17,30 @@ slice starts at a source pixel that falls exactly on a scaled pixel; so the slic
 the nearest such pixel before the window (or after it, on the mirrored frame) to the last
 pixel that the window's bilinear taps read. On average over the training parameters that
 scales 1.3 crops' worth of pixels instead of the whole frame's 2.2 (426 x 320; 3.0 for
-568 x 320). The pixels are those of scaling the whole frame but for OpenCV's float32 sample
-positions (one grey level apart now and then; both are within the bound). ``warpAffine``
+568 x 320); and only that window is decoded (``Frames.windows``: rows above and below it
+are skipped, columns beyond it are not upsampled or colour-converted). The pixels are those
+of scaling the whole frame but for OpenCV's float32 sample positions (one grey level apart
+now and then; both are within the bound). ``warpAffine``
 and ``remap``, which compute the window alone, are exact in OpenCV 5 but no faster
 (benchmarks/loader.py).
 
-Clips leave the loader as uint8 C x T x H x W; the normalisation runs on the device
-(``transform.normalize(batch)``). That gives the model bit for bit the same input as
-normalising on the CPU, moves a quarter of the bytes through worker queues, pinned memory
-and the PCIe bus, and spares each loader worker the float pass, which would add 40% to 70% to
-its time per clip (benchmarks/loader.py).
+Clips leave the loader as uint8 T x H x W x C, the layout in which the scaled frames come
+out of OpenCV; the normalisation runs on the device (``transform.normalize(batch)``), and
+so does the move of the channels to the front (C x T x H x W, what the models take), which
+costs the device one uint8 copy of the batch and spares each loader worker the split into
+colour planes, a tenth of its time per clip (benchmarks/loader.py). That gives the model bit
+for bit the same input as normalising on the CPU, moves a quarter of the bytes through worker
+queues, pinned memory and the PCIe bus, and spares each loader worker the float pass, which
+would add 40% to 70% to its time per clip.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -65,23 +71,29 @@ def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 
 def normalize_clips(clips: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
-    """uint8 clips (..., C, T, H, W) -> float32 ``(x / 255 - mean) / std`` per channel, on the
-    clips' device."""
+    """uint8 clips (..., T, H, W, C) -> float32 (..., C, T, H, W), ``(x / 255 - mean) / std``
+    per channel, on the clips' device: the channels-first layout the models take, made
+    contiguous before the float operations."""
     shape = (-1, 1, 1, 1)
     m = torch.tensor(mean, dtype=torch.float32, device=clips.device).view(shape)
     s = torch.tensor(std, dtype=torch.float32, device=clips.device).view(shape)
-    return (clips.float() / 255 - m) / s
+    return (clips.movedim(-1, -4).contiguous().float() / 255 - m) / s
 
 
 @dataclass(frozen=True)
 class AxisWindow:
     """One axis of a crop window: source pixels ``[start, stop)`` are scaled (after mirroring
-    them if ``mirrored``) and the crop begins at index ``offset`` of the result."""
+    them if ``mirrored``) and the crop begins at index ``offset`` of the result. Only pixels
+    ``[valid_start, valid_stop)`` are read by the crop's bilinear taps (with a pixel of margin
+    for OpenCV's float32 positions); the others only make scaled pixels outside the crop, so
+    they need not be decoded."""
 
     start: int
     stop: int
     offset: int
     mirrored: bool
+    valid_start: int
+    valid_stop: int
 
 
 def axis_window(
@@ -93,7 +105,8 @@ def axis_window(
     mirroring), which is shorter when the window lies near the far end."""
     if mirrored:
         w = axis_window(size, new_size, new_size - first - length, length)
-        return AxisWindow(size - w.stop, size - w.start, w.offset, True)
+        return AxisWindow(size - w.stop, size - w.start, w.offset, True, size - w.valid_stop,
+                          size - w.valid_start)
     # cv2.resize(fx=new_size/size) maps output j of a slice starting at source pixel x0 to
     # x0 + (j + 0.5) * size / new_size - 0.5: scaled pixel j + a of the whole axis when
     # x0 = a * size / new_size. So the slice starts at an anchor a, a multiple of `step`.
@@ -107,6 +120,9 @@ def axis_window(
     # round up to the next pixel.
     last = ((2 * (first + length) - 1) * size - new_size) // (2 * new_size)
     start, stop = anchor * size // new_size, min(size, last + 3)
+    # Left tap of the first scaled pixel, less one pixel (float32 may round down).
+    valid_start = max(start, ((2 * first + 1) * size - new_size) // (2 * new_size) - 1)
+    valid_stop = stop
     # cv2.resize copies a slice whose size it would not change (dsize == ssize) instead of
     # scaling it; lengthen the slice until it changes (at the latest at the end of the axis,
     # where size - start != new_size - anchor whenever the axis is scaled).
@@ -114,7 +130,7 @@ def axis_window(
         stop - start
     ):
         stop += 1
-    return AxisWindow(start, stop, first - anchor, False)
+    return AxisWindow(start, stop, first - anchor, False, valid_start, valid_stop)
 
 
 # cv2.flip's code for mirroring (rows, columns); None: no flip.
@@ -164,10 +180,44 @@ def plan_crop(height: int, width: int, p: ClipParams) -> CropPlan:
     )
 
 
-def scaled_window(frame: np.ndarray, plan: CropPlan) -> np.ndarray:
-    """The crop of one H x W x 3 uint8 frame, before ``plan.flip_crop`` (a view)."""
-    rows, cols = plan.rows, plan.cols
-    window = frame[rows.start : rows.stop, cols.start : cols.stop]
+class Frames(Protocol):
+    """The frames of one clip, all of one size: ``ArrayFrames`` for decoded frames,
+    ``datasets.decode.ClipFrames`` for JPEG frames decoded only where a crop needs them."""
+
+    def __len__(self) -> int: ...
+
+    def size(self) -> tuple[int, int]:
+        """(height, width) of every frame."""
+        ...
+
+    def windows(self, rows: AxisWindow, cols: AxisWindow) -> Iterator[np.ndarray]:
+        """Rows ``rows.start:stop`` and columns ``cols.start:stop`` of each frame, as H x W x 3
+        uint8 arrays, in order; pixels outside the valid rows and columns may hold anything."""
+        ...
+
+
+class ArrayFrames:
+    """Frames already decoded (H x W x 3 uint8 arrays of equal shape)."""
+
+    def __init__(self, frames: Sequence[np.ndarray]):
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def size(self) -> tuple[int, int]:
+        return self.frames[0].shape[:2]
+
+    def windows(self, rows: AxisWindow, cols: AxisWindow) -> Iterator[np.ndarray]:
+        for frame in self.frames:
+            if frame.shape[:2] != self.size():
+                raise ValueError(f"frames of {frame.shape[:2]} and {self.size()} in one clip")
+            yield frame[rows.start : rows.stop, cols.start : cols.stop]
+
+
+def scale_window(window: np.ndarray, plan: CropPlan) -> np.ndarray:
+    """The crop, before ``plan.flip_crop``, of a frame's source window (rows
+    ``plan.rows.start:stop``, columns ``plan.cols.start:stop``); may be a view."""
     if plan.flip_source is not None:
         window = cv2.flip(window, plan.flip_source)
     if plan.scale is not None:
@@ -175,31 +225,28 @@ def scaled_window(frame: np.ndarray, plan: CropPlan) -> np.ndarray:
         # dsize (0, 0) makes OpenCV scale by exactly fx, fy; with an explicit size it would
         # scale by the ratio of the slice's sizes, which is not quite the frame's.
         window = cv2.resize(window, (0, 0), fx=fx, fy=fy, interpolation=cv2.INTER_LINEAR)
+    rows, cols = plan.rows, plan.cols
     return window[rows.offset : rows.offset + plan.crop, cols.offset : cols.offset + plan.crop]
 
 
-def render_clip(frames: Iterable[np.ndarray], num_frames: int, params_for) -> torch.Tensor:
+def render_clip(frames: Frames, params_for) -> torch.Tensor:
     """Scale, flip and crop every frame with one set of parameters.
 
-    ``frames`` are H x W x 3 uint8 arrays of equal shape; ``params_for(height, width)``
-    returns the ClipParams. Returns uint8 3 x T x crop x crop."""
-    out = None
-    for t, frame in enumerate(frames):
-        if out is None:
-            plan = plan_crop(*frame.shape[:2], params_for(*frame.shape[:2]))
-            out = np.empty((3, num_frames, plan.crop, plan.crop), np.uint8)
-            crop = np.empty((plan.crop, plan.crop, 3), np.uint8)
-        window = scaled_window(frame, plan)
+    ``params_for(height, width)`` returns the ClipParams. Only each frame's source window is
+    asked for (``frames.windows``). Returns uint8 T x crop x crop x 3."""
+    num_frames = len(frames)
+    if num_frames == 0:
+        raise ValueError("a clip needs at least one frame")
+    height, width = frames.size()
+    plan = plan_crop(height, width, params_for(height, width))
+    out = np.empty((num_frames, plan.crop, plan.crop, 3), np.uint8)
+    for t, window in enumerate(frames.windows(plan.rows, plan.cols)):
+        # Each frame goes into the clip while it is still in the CPU cache.
+        scaled = scale_window(window, plan)
         if plan.flip_crop is None:
-            np.copyto(crop, window)
+            np.copyto(out[t], scaled)
         else:
-            cv2.flip(window, plan.flip_crop, dst=crop)
-        # Channel planes straight into the C x T x H x W output while the frame is in cache
-        # (twice as fast as building T x H x W x C and transposing at the end); cv2.split
-        # writes into the given planes.
-        cv2.split(crop, [out[0, t], out[1, t], out[2, t]])
-    if out is None or t != num_frames - 1:
-        raise ValueError(f"expected {num_frames} frames, got {0 if out is None else t + 1}")
+            cv2.flip(scaled, plan.flip_crop, dst=out[t])
     return torch.from_numpy(out)
 
 
@@ -232,9 +279,9 @@ class TrainTransform:
         left = int(rng.integers(0, new_w - self.crop + 1))
         return ClipParams(short_side, flip, top, left, self.crop)
 
-    def __call__(self, frames, rng: np.random.Generator) -> torch.Tensor:
-        """Decoded frames (a sized iterable of H x W x 3 uint8) -> uint8 3 x T x crop x crop."""
-        return render_clip(frames, len(frames), lambda h, w: self.params(h, w, rng))
+    def __call__(self, frames: Frames, rng: np.random.Generator) -> torch.Tensor:
+        """A clip's frames -> uint8 T x crop x crop x 3."""
+        return render_clip(frames, lambda h, w: self.params(h, w, rng))
 
     def normalize(self, clips: torch.Tensor) -> torch.Tensor:
         return normalize_clips(clips, self.mean, self.std)
@@ -256,8 +303,8 @@ class ValTransform:
         left = int(round((new_w - self.crop) / 2.0))
         return ClipParams(self.short_side, False, top, left, self.crop)
 
-    def __call__(self, frames, rng: np.random.Generator | None = None) -> torch.Tensor:
-        return render_clip(frames, len(frames), self.params)
+    def __call__(self, frames: Frames, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return render_clip(frames, self.params)
 
     def normalize(self, clips: torch.Tensor) -> torch.Tensor:
         return normalize_clips(clips, self.mean, self.std)

@@ -224,6 +224,7 @@ def read_video_meta(final: Path) -> dict | None:
 # ---- reading frames ---------------------------------------------------------------------
 
 _h5_files: dict[tuple[int, str], object] = {}
+_h5_videos: dict[tuple[int, str, str], tuple[object, list[int]]] = {}
 
 
 def _h5_file(path: str):
@@ -237,6 +238,34 @@ def _h5_file(path: str):
         f = h5py.File(path, "r")
         _h5_files[key] = f
     return f
+
+
+def _h5_video(path: str, dataset: str) -> tuple[object, list[int]]:
+    """A video's HDF5 dataset and its frame offsets, looked up once per process: opening
+    the dataset and reading its attribute cost more than reading a clip's bytes."""
+    key = (os.getpid(), path, dataset)
+    video = _h5_videos.get(key)
+    if video is None:
+        ds = _h5_file(path)[dataset]
+        video = _h5_videos[key] = (ds, ds.attrs["offsets"].tolist())
+    return video
+
+
+def _read_file(path: str) -> bytes:
+    """The whole file, with the fewest system calls (a third of Path.read_bytes's time for a
+    30 KB frame, which is 0.3 ms of a 16-frame clip)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        while len(data) < size:  # a regular file reads whole unless interrupted
+            more = os.read(fd, size - len(data))
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
 
 
 def is_packed(record: VideoRecord) -> bool:
@@ -257,12 +286,11 @@ def read_frame_bytes(store: Path, record: VideoRecord, indices: list[int]) -> li
         file_name, dataset = record.location.split(":", 1)
         h5_path = str(Path(store) / file_name)
         try:
-            ds = _h5_file(h5_path)[dataset]
-            offsets = ds.attrs["offsets"]
+            ds, offsets = _h5_video(h5_path, dataset)
             if not indices:
                 return []
             # One read for the span (a clip is consecutive frames), then cut it into files.
-            lo, hi = int(offsets[min(indices)]), int(offsets[max(indices) + 1])
+            lo, hi = offsets[min(indices)], offsets[max(indices) + 1]
             span = ds[lo:hi].tobytes()
             return [span[offsets[i] - lo : offsets[i + 1] - lo] for i in indices]
         except (KeyError, OSError, IndexError, ValueError) as e:
@@ -271,12 +299,12 @@ def read_frame_bytes(store: Path, record: VideoRecord, indices: list[int]) -> li
                 f"{h5_path}:{dataset}: cannot read frames {frames} of video "
                 f"{record.video_id} ({e}); rebuild the store with `make frames`"
             ) from None
-    folder = Path(store) / record.location
+    folder = os.path.join(store, record.location)
     out = []
     for i in indices:
-        path = folder / frame_name(i)
+        path = os.path.join(folder, frame_name(i))
         try:
-            out.append(path.read_bytes())
+            out.append(_read_file(path))
         except OSError as e:
             raise StoreError(
                 f"{path}: missing frame {i} of video {record.video_id} ({e.strerror})"

@@ -69,7 +69,7 @@ def test_each_clip_holds_its_consecutive_frames(tmp_path):
     for index in range(2):
         clip, label, video = ds[index]
         assert (label, video) == (1, 0)
-        numbers = [flat_frame_number(clip[:, t].permute(1, 2, 0).numpy()) for t in range(16)]
+        numbers = [flat_frame_number(clip[t].numpy()) for t in range(16)]
         assert numbers == list(range(16 * index, 16 * index + 16))
 
 
@@ -116,7 +116,7 @@ def test_jpeg_and_hdf5_stores_give_identical_clips(stores):
     for index in range(len(jpg)):
         a, b = jpg[(1, index)], h5[(1, index)]
         assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
-        assert a[0].shape == (3, 16, 24, 24) and a[0].dtype == torch.uint8
+        assert a[0].shape == (16, 24, 24, 3) and a[0].dtype == torch.uint8
 
 
 def test_store_settings_and_labels_are_checked(tmp_path):

@@ -49,4 +49,4 @@ def test_preprocessed_store_clips(stores, split):
     for index in range(len(jpg)):
         a, b = jpg[index], hdf5[index]
         assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
-        assert a[0].shape == (3, 16, 40, 40)
+        assert a[0].shape == (16, 40, 40, 3)

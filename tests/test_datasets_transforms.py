@@ -14,7 +14,14 @@ from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 
 from datasets import ClipDataset, TrainTransform, ValTransform, clip_rng, normalize_clips
-from datasets.transforms import ClipParams, axis_window, plan_crop, render_clip, resized_size
+from datasets.transforms import (
+    ArrayFrames,
+    ClipParams,
+    axis_window,
+    plan_crop,
+    render_clip,
+    resized_size,
+)
 from preprocess.store import read_frame_bytes
 from tests.test_datasets_helpers import encode, make_store, textured_frames
 
@@ -101,9 +108,11 @@ def test_decoders_agree_and_normalisation_matches_reference():
     jpeg = encode([frame])[0]
     ours = simplejpeg.decode_jpeg(jpeg, colorspace="RGB")
     assert np.array_equal(ours, np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))
-    clips = torch.randint(0, 256, (2, 3, 4, 5, 6), dtype=torch.uint8)
-    expected = F.normalize(clips.permute(0, 2, 1, 3, 4).float() / 255, list(MEAN), list(STD))
-    assert torch.equal(normalize_clips(clips, MEAN, STD), expected.permute(0, 2, 1, 3, 4))
+    clips = torch.randint(0, 256, (2, 4, 5, 6, 3), dtype=torch.uint8)  # B T H W C
+    expected = F.normalize(clips.permute(0, 1, 4, 2, 3).float() / 255, list(MEAN), list(STD))
+    normalized = normalize_clips(clips, MEAN, STD)
+    assert torch.equal(normalized, expected.permute(0, 2, 1, 3, 4))  # B C T H W
+    assert normalized.is_contiguous()
 
 
 def test_crop_larger_than_scaled_frame_is_an_error(store):
@@ -142,9 +151,10 @@ def test_crop_window_scaling_matches_reference_everywhere(height, width, short_s
                 params = ClipParams(short_side, flip, top, left, crop)
                 plan = plan_crop(height, width, params)
                 used.add((plan.rows.mirrored, plan.cols.mirrored))
-                clip = render_clip(frames, 2, lambda h, w, p=params: p)
+                clip = render_clip(ArrayFrames(frames), lambda h, w, p=params: p)
                 for t in range(2):
-                    error = (clip[:, t].float() - reference_crop(frames[t], params)).abs()
+                    ours = clip[t].permute(2, 0, 1).float()
+                    error = (ours - reference_crop(frames[t], params)).abs()
                     assert error.max().item() <= 1.0, (params, plan)
                     if crop >= 16:
                         assert error.mean().item() <= 0.35, (params, plan)
@@ -173,7 +183,48 @@ def test_scale_one_is_a_plain_crop():
     for flip in (False, True):
         params = ClipParams(40, flip, 5, 9, 30)
         assert plan_crop(40, 56, params).scale is None
-        clip = render_clip(frames, 3, lambda h, w, p=params: p)
+        clip = render_clip(ArrayFrames(frames), lambda h, w, p=params: p)
         for t, frame in enumerate(frames):
             expected = (frame[:, ::-1] if flip else frame)[5:35, 9:39]
-            assert np.array_equal(clip[:, t].numpy(), expected.transpose(2, 0, 1))
+            assert np.array_equal(clip[t].numpy(), expected)
+
+
+@pytest.mark.parametrize("height, width, short_sides", WINDOW_CASES + [(320, 426, (256, 283, 320))])
+def test_pixels_outside_the_valid_window_never_reach_the_crop(height, width, short_sides):
+    """The crop is the same when every source pixel outside the valid rows and columns is
+    garbage: those are the pixels the decoder may skip."""
+    frame = textured_frames(1, height, width, 12)[0]
+    rng = np.random.default_rng(height)
+    for short_side in short_sides:
+        new_h, new_w = resized_size(height, width, short_side)
+        for crop in sorted({2, min(new_h, new_w) // 2, min(new_h, new_w)}):
+            for _ in range(12):
+                top = int(rng.integers(0, new_h - crop + 1))
+                left = int(rng.integers(0, new_w - crop + 1))
+                params = ClipParams(short_side, bool(rng.integers(2)), top, left, crop)
+                plan = plan_crop(height, width, params)
+                rows, cols = plan.rows, plan.cols
+                assert rows.start <= rows.valid_start < rows.valid_stop <= rows.stop
+                assert cols.start <= cols.valid_start < cols.valid_stop <= cols.stop
+                poisoned = rng.integers(0, 256, frame.shape, dtype=np.uint8)
+                valid = np.s_[rows.valid_start : rows.valid_stop,
+                              cols.valid_start : cols.valid_stop]
+                poisoned[valid] = frame[valid]
+                clean = render_clip(ArrayFrames([frame]), lambda h, w, p=params: p)
+                dirty = render_clip(ArrayFrames([poisoned]), lambda h, w, p=params: p)
+                assert torch.equal(clean, dirty), (params, plan)
+
+
+def test_loader_clips_equal_rendering_fully_decoded_frames(store):
+    """ClipDataset (window decoding) gives exactly the clip that the same transform gives
+    from frames decoded whole by PIL."""
+    transform = TrainTransform(short_side_range=(28, 64), crop=24)
+    ds = ClipDataset(store, "train", transform, clip_len=8, seed=3)
+    for epoch in range(3):
+        for index in range(len(ds)):
+            clip, _, video = ds[(epoch, index)]
+            record = ds.records[video]
+            jpegs = read_frame_bytes(store, record, ds.clip_frames(index))
+            frames = ArrayFrames([np.asarray(Image.open(io.BytesIO(j)).convert("RGB"))
+                                  for j in jpegs])
+            assert torch.equal(clip, transform(frames, clip_rng(3, epoch, index)))

@@ -109,7 +109,9 @@ def _kill_at(proc: subprocess.Popen, store: Path, fmt: str, mode: str, after: in
         elif mode == "process tree":
             os.killpg(proc.pid, signal.SIGKILL)
         else:
-            wait_until(lambda: bool(_workers(proc.pid)), proc, 60, what="a worker")
+            # The run may finish before a worker shows (exit 0, which the caller accepts).
+            wait_until(lambda: bool(_workers(proc.pid)) or proc.poll() is not None,
+                       timeout=60, what="a worker")
             kill(_workers(proc.pid)[:1])
         proc.wait(timeout=120)
     finally:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from datasets.jpeg_window import libjpeg_turbo_version
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Libraries whose versions can change the data pipeline's or the model's speed.
@@ -74,6 +76,8 @@ def _versions() -> dict[str, str | None]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
+    # The loader's JPEG decoder is built from source against the system's library.
+    versions["libjpeg-turbo (datasets/jpeg_window.c)"] = libjpeg_turbo_version()
     return versions
 
 
