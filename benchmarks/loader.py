@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
 from datasets.decode import ClipFrames
+from datasets.jpeg_window import decode_window
 from datasets.transforms import (
     ArrayFrames,
     ClipParams,
@@ -240,6 +241,10 @@ def decoder_table(jpegs: list[bytes], rounds: int) -> None:
         "torchvision.io.decode_jpeg": lambda k: decode_jpeg(tensors[k]),
         "simplejpeg DCT-scaled 7/8": lambda k: simplejpeg.decode_jpeg(
             jpegs[k], colorspace="RGB", min_width=w * 7 // 8, min_height=h * 7 // 8),
+        "window decoder (ours), whole frame": lambda k: decode_window(
+            jpegs[k], (h, w), (0, h), (0, w)),
+        "window decoder (ours), 1x1 window: entropy decoding alone": lambda k: decode_window(
+            jpegs[k], (h, w), (0, 1), (0, 1)),
     }
     times = time_methods(decoders, list(range(len(jpegs))), rounds)
     print(f"\n| JPEG decoder, one {w}x{h} frame | ms |\n|---|---:|")
@@ -345,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="videos in Kinetics layout (default: made with preprocess synth)")
     parser.add_argument("--work", type=Path, default=Path("data/bench"),
                         help="where stores are built if data/frames has none")
-    parser.add_argument("--clips", type=int, default=24, help="train clips per pass")
+    parser.add_argument("--clips", type=int, default=48, help="train clips per pass")
     parser.add_argument("--rounds", type=int, default=5, help="passes (best one counts)")
     parser.add_argument("--quick", action="store_true", help="8 clips, 2 passes")
     args = parser.parse_args(argv)

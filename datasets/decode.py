@@ -44,6 +44,7 @@ class ClipFrames:
         self.store = store
         self.record = record
         self.indices = indices
+        self._size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.jpegs)
@@ -56,10 +57,12 @@ class ClipFrames:
 
     def size(self) -> tuple[int, int]:
         """(height, width) of the first frame, from its header."""
-        try:
-            return jpeg_size(self.jpegs[0])
-        except JpegError as e:
-            raise self._corrupt(self.indices[0], e) from None
+        if self._size is None:
+            try:
+                self._size = jpeg_size(self.jpegs[0])
+            except JpegError as e:
+                raise self._corrupt(self.indices[0], e) from None
+        return self._size
 
     def windows(self, rows: AxisWindow, cols: AxisWindow) -> Iterator[np.ndarray]:
         """Rows ``rows.start:stop`` and columns ``cols.start:stop`` of every frame, in order;

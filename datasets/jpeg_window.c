@@ -43,6 +43,16 @@ static void on_message(j_common_ptr cinfo, int level) {
     if (level < 0) fail(cinfo);
 }
 
+/* Errors and warnings of `cinfo` longjmp to err->jump with the message in `message`. */
+static void strict_errors(struct jpeg_decompress_struct *cinfo, struct strict_error *err,
+                          char *message, int message_size) {
+    cinfo->err = jpeg_std_error(&err->pub);
+    err->pub.error_exit = fail;
+    err->pub.emit_message = on_message;
+    err->message = message;
+    err->message_size = message_size;
+}
+
 static void set_error(char *message, int message_size, const char *text) {
     snprintf(message, message_size, "%s", text);
 }
@@ -61,11 +71,7 @@ int jpeg_window_size(const unsigned char *data, unsigned long size, int *height,
                      char *message, int message_size) {
     struct jpeg_decompress_struct cinfo;
     struct strict_error err;
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = fail;
-    err.pub.emit_message = on_message;
-    err.message = message;
-    err.message_size = message_size;
+    strict_errors(&cinfo, &err, message, message_size);
     jpeg_create_decompress(&cinfo);
     if (setjmp(err.jump)) {
         jpeg_destroy_decompress(&cinfo);
@@ -96,11 +102,7 @@ int jpeg_window_decode(const unsigned char *data, unsigned long size, int *dims,
     struct jpeg_decompress_struct cinfo;
     struct strict_error err;
     unsigned char *volatile scratch = NULL;
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = fail;
-    err.pub.emit_message = on_message;
-    err.message = message;
-    err.message_size = message_size;
+    strict_errors(&cinfo, &err, message, message_size);
     jpeg_create_decompress(&cinfo);
     if (setjmp(err.jump)) {
         jpeg_destroy_decompress(&cinfo);
