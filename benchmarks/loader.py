@@ -34,6 +34,7 @@ from tqdm import tqdm
 from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
 from datasets.decode import ClipFrames
 from datasets.jpeg_window import decode_window
+from datasets.loader import init_worker
 from datasets.transforms import (
     ArrayFrames,
     ClipParams,
@@ -360,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.clips, args.rounds = 16, 2
-    torch.set_num_threads(1)  # as in a DataLoader worker
-    cv2.setNumThreads(1)
+    # Every method runs in a process set up as our DataLoader workers are (one thread, freed
+    # memory kept for reuse): the same conditions for all.
+    torch.set_num_threads(1)
+    init_worker(0)
     try:
         stores = prepare(args.data, args.work)
         transform = TrainTransform()
