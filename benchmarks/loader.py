@@ -43,6 +43,7 @@ from datasets.transforms import (
     render_clip,
     resized_size,
     scale_window,
+    source_window,
 )
 from preprocess.resample import kept_frame_indices
 from preprocess.store import StoreError, frame_name, read_frame_bytes
@@ -161,10 +162,6 @@ def clip_params(ds: ClipDataset, index: int) -> ClipParams:
     return ds.transform.params(record.height, record.width, clip_rng(ds.seed, 0, index))
 
 
-def source_window(frame: np.ndarray, plan: CropPlan) -> np.ndarray:
-    return frame[plan.rows.start : plan.rows.stop, plan.cols.start : plan.cols.stop]
-
-
 def clip_plan(ds: ClipDataset, index: int) -> CropPlan:
     record = ds.records[int(ds.clip_video[index])]
     return plan_crop(record.height, record.width, clip_params(ds, index))
@@ -179,8 +176,8 @@ def decode_windows(ds: ClipDataset, index: int, jpegs: list[bytes]) -> list[np.n
 
 
 def read_decode_scale(ds: ClipDataset, index: int, whole_frame: bool) -> list[np.ndarray]:
-    """(d) The exact part of our loader: read, decode the window, scale it (no flip or
-    channel planes); (e) with ``whole_frame``: decode and scale the whole frame (no crop), as
+    """(d) The exact part of our loader: read, decode the window, scale it (no crop flip, no
+    copy into the clip); (e) with ``whole_frame``: decode and scale the whole frame (no crop), as
     the first loader did."""
     record = ds.records[int(ds.clip_video[index])]
     jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
@@ -199,8 +196,7 @@ class WholeFrames(ClipFrames):
 
     def windows(self, rows, cols):
         for data in self.jpegs:
-            frame = simplejpeg.decode_jpeg(data, colorspace="RGB")
-            yield frame[rows.start : rows.stop, cols.start : cols.stop]
+            yield source_window(simplejpeg.decode_jpeg(data, colorspace="RGB"), rows, cols)
 
 
 def ours_whole_frames(ds: ClipDataset, index: int) -> torch.Tensor:
@@ -308,7 +304,7 @@ def resize_table(jpegs: list[bytes], params: list[ClipParams], rounds: int) -> N
         return cv2.flip(window, 1) if p.flip else window.copy()
 
     def window_only(k: int) -> np.ndarray:
-        window = scale_window(source_window(frames[k], plans[k]), plans[k])
+        window = scale_window(source_window(frames[k], plans[k].rows, plans[k].cols), plans[k])
         code = plans[k].flip_crop
         return window.copy() if code is None else cv2.flip(window, code)
 
@@ -361,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.clips, args.rounds = 16, 2
+    if args.clips < 1 or args.rounds < 1:
+        parser.error(f"--clips and --rounds must be at least 1, got {args.clips} and "
+                     f"{args.rounds}")
     # Every method runs in a process set up as our DataLoader workers are (one thread, freed
     # memory kept for reuse): the same conditions for all.
     torch.set_num_threads(1)

@@ -4,9 +4,9 @@ video of any bad frame.
 Each frame is decoded only as far as the clip's crop needs (``datasets/jpeg_window.c``, on
 libjpeg-turbo with its accurate DCT and fancy upsampling): the pixels are those of a full
 decode by simplejpeg, cv2.imdecode, PIL or torchvision.io.decode_jpeg, all libjpeg-turbo,
-and a third less work per training frame (docs/perf/loader.md). libjpeg's warnings about
-corrupt or truncated data are errors, so a damaged frame never yields a silently grey clip;
-damage below the window is not read at all (``make verify`` decodes every frame whole).
+in 0.85 to 0.9 of the time per training frame (docs/perf/loader.md). All of a frame's
+compressed data is still read, and libjpeg's warnings about corrupt or truncated data are
+errors, so a damaged frame fails as in a full decode and never yields a silently grey clip.
 """
 
 from __future__ import annotations

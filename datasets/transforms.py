@@ -28,10 +28,10 @@ Clips leave the loader as uint8 T x H x W x C, the layout in which the scaled fr
 out of OpenCV; the normalisation runs on the device (``transform.normalize(batch)``), and
 so does the move of the channels to the front (C x T x H x W, what the models take), which
 costs the device one uint8 copy of the batch and spares each loader worker the split into
-colour planes, a tenth of its time per clip (benchmarks/loader.py). That gives the model bit
+colour planes, 0.7 ms of its 10 ms per clip (benchmarks/loader.py). That gives the model bit
 for bit the same input as normalising on the CPU, moves a quarter of the bytes through worker
 queues, pinned memory and the PCIe bus, and spares each loader worker the float pass, which
-would add 40% to 70% to its time per clip.
+would add 65% to 85% to its time per clip.
 """
 
 from __future__ import annotations
@@ -209,10 +209,16 @@ class ArrayFrames:
         return self.frames[0].shape[:2]
 
     def windows(self, rows: AxisWindow, cols: AxisWindow) -> Iterator[np.ndarray]:
+        size = self.size()
         for frame in self.frames:
-            if frame.shape[:2] != self.size():
-                raise ValueError(f"frames of {frame.shape[:2]} and {self.size()} in one clip")
-            yield frame[rows.start : rows.stop, cols.start : cols.stop]
+            if frame.shape[:2] != size:
+                raise ValueError(f"frames of {frame.shape[:2]} and {size} in one clip")
+            yield source_window(frame, rows, cols)
+
+
+def source_window(frame: np.ndarray, rows: AxisWindow, cols: AxisWindow) -> np.ndarray:
+    """The source slice of a decoded frame that ``rows`` and ``cols`` scale (a view)."""
+    return frame[rows.start : rows.stop, cols.start : cols.stop]
 
 
 def scale_window(window: np.ndarray, plan: CropPlan) -> np.ndarray:
