@@ -10,10 +10,10 @@ PYTHON_SYS ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
-# The JPEG window decoder (datasets/jpeg_window.c) on the system's libjpeg-turbo; built
-# with the environment; every target that loads clips depends on it.
-DECODER    := datasets/_jpeg_window.so
-ENV        := $(STAMP) $(DECODER)
+# The loader's C code (datasets/jpeg_window.c on the system's libjpeg-turbo, and
+# datasets/bilinear.c); built with the environment; every target that loads clips needs it.
+NATIVE     := datasets/_native.so
+ENV        := $(STAMP) $(NATIVE)
 
 DATA    ?= data/kinetics20
 FORMAT  ?= jpg
@@ -38,17 +38,17 @@ DEMO_ARGS    ?=
 
 TORCHRUN := $(VENV)/bin/torchrun --standalone --nproc-per-node=$(GPUS)
 
-.PHONY: venv decoder synth frames verify bench-cnn bench-transformer resume score demo test faults lint perf clean-venv
+.PHONY: venv native synth frames verify bench-cnn bench-transformer resume score demo test faults lint perf clean-venv
 
 venv: $(ENV)
 
-decoder: $(DECODER)
+native: $(NATIVE)
 
-$(DECODER): datasets/jpeg_window.c
+$(NATIVE): datasets/jpeg_window.c datasets/bilinear.c
 	@printf '#include <stdio.h>\n#include <jpeglib.h>\n' | $(CC) -E - >/dev/null 2>&1 || { echo "error: \
 	cannot build $@: no C compiler ($(CC)) or no libjpeg headers; install them \
 	(Debian/Ubuntu: apt-get install gcc libjpeg-dev) and run make again" >&2; exit 2; }
-	$(CC) -O2 -Wall -shared -fPIC -o $@.tmp $< -ljpeg
+	$(CC) -O3 -Wall -shared -fPIC -o $@.tmp $^ -ljpeg
 	mv $@.tmp $@
 
 $(STAMP): requirements.txt requirements-test.txt
@@ -78,7 +78,7 @@ score: $(STAMP)
 	$(PY) -m score --results $(RESULTS)
 
 # One process, one loader worker: on a 2-core CPU the other core trains.
-demo: synth $(DECODER)
+demo: synth $(NATIVE)
 	$(PY) -m preprocess frames --data $(DEMO_DATA) --out $(DEMO_STORE) --format jpg
 	$(MAKE) --no-print-directory bench-cnn CNN_CONFIG=configs/demo_X3D_M.yaml \
 	    STORE=$(DEMO_STORE) RESULTS=$(DEMO_RESULTS) GPUS=1 WORKERS=1 TRAIN_ARGS="$(DEMO_ARGS)"
@@ -95,7 +95,7 @@ faults: $(ENV)
 	FAULT_ROUNDS=10 $(PY) -m pytest -q tests/test_faults_*.py
 
 # Benchmark scripts on small synthetic data; each prints a table (docs/PERFORMANCE.md).
-perf: synth $(DECODER)
+perf: synth $(NATIVE)
 	$(PY) -m benchmarks.frames --data $(DEMO_DATA)
 	$(PY) -m benchmarks.loader --quick
 	$(PY) -m benchmarks.model_step --quick

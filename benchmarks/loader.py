@@ -32,19 +32,11 @@ from torchvision.io import decode_jpeg
 from tqdm import tqdm
 
 from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
+from datasets.bilinear import CropScaler, Taps, use_avx2
 from datasets.decode import ClipFrames
 from datasets.jpeg_window import decode_window
 from datasets.loader import init_worker
-from datasets.transforms import (
-    ArrayFrames,
-    ClipParams,
-    CropPlan,
-    plan_crop,
-    render_clip,
-    resized_size,
-    scale_window,
-    source_window,
-)
+from datasets.transforms import ArrayFrames, ClipParams, crop_taps, render_clip, resized_size
 from preprocess.resample import kept_frame_indices
 from preprocess.store import StoreError, frame_name, read_frame_bytes
 
@@ -162,32 +154,35 @@ def clip_params(ds: ClipDataset, index: int) -> ClipParams:
     return ds.transform.params(record.height, record.width, clip_rng(ds.seed, 0, index))
 
 
-def clip_plan(ds: ClipDataset, index: int) -> CropPlan:
+def clip_taps(ds: ClipDataset, index: int) -> tuple[Taps, Taps]:
     record = ds.records[int(ds.clip_video[index])]
-    return plan_crop(record.height, record.width, clip_params(ds, index))
+    return crop_taps(record.height, record.width, clip_params(ds, index))
 
 
 def decode_windows(ds: ClipDataset, index: int, jpegs: list[bytes]) -> list[np.ndarray]:
     """(c') Our decoder on the same bytes: only the window each frame's crop needs."""
-    plan = clip_plan(ds, index)
+    rows, cols = clip_taps(ds, index)
     frames = ClipFrames(jpegs, ds.store, ds.records[int(ds.clip_video[index])],
                         ds.clip_frames(index))
-    return list(frames.windows(plan.rows, plan.cols))
+    return list(frames.windows((rows.start, rows.stop), (cols.start, cols.stop)))
 
 
 def read_decode_scale(ds: ClipDataset, index: int, whole_frame: bool) -> list[np.ndarray]:
-    """(d) The exact part of our loader: read, decode the window, scale it (no crop flip, no
-    copy into the clip); (e) with ``whole_frame``: decode and scale the whole frame (no crop), as
-    the first loader did."""
+    """(d) The part of our loader that makes the pixels: read, decode the window, scale it
+    into the clip; (e) with ``whole_frame``: decode and scale the whole frame with OpenCV (no
+    crop), as the first loader did."""
     record = ds.records[int(ds.clip_video[index])]
     jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
     if whole_frame:
         new_h, new_w = resized_size(record.height, record.width, clip_params(ds, index).short_side)
         return [cv2.resize(simplejpeg.decode_jpeg(b, colorspace="RGB"), (new_w, new_h),
                            interpolation=cv2.INTER_LINEAR) for b in jpegs]
-    plan = clip_plan(ds, index)
+    rows, cols = clip_taps(ds, index)
+    scale = CropScaler(rows, cols)
     frames = ClipFrames(jpegs, ds.store, record, ds.clip_frames(index))
-    return [scale_window(w, plan) for w in frames.windows(plan.rows, plan.cols)]
+    out = np.empty((len(jpegs), len(rows.offsets), len(cols.offsets), 3), np.uint8)
+    windows = frames.windows((rows.start, rows.stop), (cols.start, cols.stop))
+    return [scale(w, out[t]) for t, w in enumerate(windows)]
 
 
 class WholeFrames(ClipFrames):
@@ -196,7 +191,8 @@ class WholeFrames(ClipFrames):
 
     def windows(self, rows, cols):
         for data in self.jpegs:
-            yield source_window(simplejpeg.decode_jpeg(data, colorspace="RGB"), rows, cols)
+            yield simplejpeg.decode_jpeg(data, colorspace="RGB")[rows[0] : rows[1],
+                                                                 cols[0] : cols[1]]
 
 
 def ours_whole_frames(ds: ClipDataset, index: int) -> torch.Tensor:
@@ -205,6 +201,17 @@ def ours_whole_frames(ds: ClipDataset, index: int) -> torch.Tensor:
     jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
     return ds.transform(WholeFrames(jpegs, ds.store, record, ds.clip_frames(index)),
                         clip_rng(ds.seed, 0, index))
+
+
+def plain_c(fn):
+    """``fn`` with bilinear.c's plain C instead of its AVX2 code (CPUs without AVX2)."""
+    def call(*args):
+        previous = use_avx2(False)
+        try:
+            return fn(*args)
+        finally:
+            use_avx2(previous)
+    return call
 
 
 def time_methods(methods: dict, items: list[int], rounds: int) -> dict[str, float]:
@@ -279,7 +286,7 @@ def resize_table(jpegs: list[bytes], params: list[ClipParams], rounds: int) -> N
     frames = [simplejpeg.decode_jpeg(j, colorspace="RGB") for j in jpegs]
     rgbx = [simplejpeg.decode_jpeg(j, colorspace="RGBX") for j in jpegs]
     h, w = frames[0].shape[:2]
-    plans = [plan_crop(h, w, p) for p in params]
+    scalers = [CropScaler(*crop_taps(h, w, p)) for p in params]
     matrices = [window_matrix(h, w, p) for p in params]
     float_maps = []
     for m, p in zip(matrices, params, strict=True):
@@ -303,16 +310,17 @@ def resize_table(jpegs: list[bytes], params: list[ClipParams], rounds: int) -> N
         window = scaled[p.top : p.top + p.crop, left : left + p.crop]
         return cv2.flip(window, 1) if p.flip else window.copy()
 
-    def window_only(k: int) -> np.ndarray:
-        window = scale_window(source_window(frames[k], plans[k].rows, plans[k].cols), plans[k])
-        code = plans[k].flip_crop
-        return window.copy() if code is None else cv2.flip(window, code)
+    def crop_only(k: int) -> np.ndarray:
+        rows, cols = scalers[k].rows, scalers[k].cols
+        window = frames[k][rows.start : rows.stop, cols.start : cols.stop]
+        return scalers[k](window, np.empty((len(rows.offsets), len(cols.offsets), 3), np.uint8))
 
     crop = params[0].crop
     ways = {
         "cv2.resize INTER_LINEAR of the whole frame, then crop": lambda k: whole_frame(
             k, cv2.INTER_LINEAR),
-        "cv2.resize INTER_LINEAR of the crop window only (ours)": window_only,
+        "bilinear.c, the crop only (ours, AVX2)": crop_only,
+        "bilinear.c, the crop only (ours, plain C)": plain_c(crop_only),
         "cv2.resize INTER_LINEAR_EXACT of the whole frame": lambda k: whole_frame(
             k, cv2.INTER_LINEAR_EXACT),
         "torch interpolate uint8 of the whole frame": lambda k: whole_frame(k, None),
@@ -363,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every method runs in a process set up as our DataLoader workers are (one thread, freed
     # memory kept for reuse): the same conditions for all.
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # for the methods that scale with OpenCV, as a worker would
     init_worker(0)
     try:
         stores = prepare(args.data, args.work)
@@ -385,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "ours, HDF5 store": lambda i: ds["hdf5"][i],
         "ours, JPEG, + float normalise on CPU": lambda i: normalize_clips(jpg[i][0]),
         "ours, JPEG, whole-frame decode": lambda i: ours_whole_frames(jpg, i),
+        "ours, JPEG, plain C scaling (no AVX2)": plain_c(lambda i: jpg[i]),
         A: lambda i: pyav_clip(jpg, args.data, i, transform),
         "(a') PyAV decode, our uint8 transform": lambda i: pyav_ours(jpg, args.data, i,
                                                                     transform),

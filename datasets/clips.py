@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets import jpeg_window
+from datasets import native
 from datasets.decode import ClipFrames
 from preprocess.store import StoreError, check_settings, index_path, read_frame_bytes, read_index
 
@@ -52,7 +52,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.clip_len = clip_len
         self.seed = seed
-        jpeg_window.load()  # a missing decoder is one clear error here, not one per worker
+        native.load()  # a missing library is one clear error here, not one per worker
         self.settings = check_settings(self.store, fps=STORE_FPS)
         self.records = read_index(self.store, split)
         self.classes: list[str] = list(self.settings.classes)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from datasets.jpeg_window import JpegError, WrongSize, decode_window, jpeg_size
-from datasets.transforms import AxisWindow
 from preprocess.store import StoreError, VideoRecord, frame_name
 
 
@@ -64,15 +63,12 @@ class ClipFrames:
                 raise self._corrupt(self.indices[0], e) from None
         return self._size
 
-    def windows(self, rows: AxisWindow, cols: AxisWindow) -> Iterator[np.ndarray]:
-        """Rows ``rows.start:stop`` and columns ``cols.start:stop`` of every frame, in order;
-        only the valid rows and columns are decoded (``AxisWindow``)."""
+    def windows(self, rows: tuple[int, int], cols: tuple[int, int]) -> Iterator[np.ndarray]:
+        """Rows ``[top, bottom)`` and columns ``[left, right)`` of every frame, in order."""
         size = self.size()
-        valid = (rows.valid_start, rows.valid_stop), (cols.valid_start, cols.valid_stop)
-        within = (rows.start, rows.stop), (cols.start, cols.stop)
         for data, index in zip(self.jpegs, self.indices, strict=True):
             try:
-                yield decode_window(data, size, *valid, within=within)
+                yield decode_window(data, size, rows, cols)
             except WrongSize as e:
                 raise StoreError(
                     f"{frame_source(self.store, self.record, index)}: frame is "

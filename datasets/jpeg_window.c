@@ -13,8 +13,8 @@
  * libjpeg's message: no frame is silently padded with grey. All of the entropy-coded data is
  * read, up to the end marker, so damage is caught wherever a full decode would catch it.
  *
- * Built by the Makefile into datasets/_jpeg_window.so and called through ctypes
- * (datasets/jpeg_window.py); plain C, no Python headers.
+ * Built by the Makefile with datasets/bilinear.c into datasets/_native.so and called through
+ * ctypes (datasets/jpeg_window.py); plain C, no Python headers.
  */
 #include <setjmp.h>
 #include <stdio.h>

@@ -1,7 +1,6 @@
-"""Decode a window of a JPEG image: the ctypes side of ``datasets/jpeg_window.c``.
+"""Decode a window of a JPEG image: the ctypes side of ``datasets/jpeg_window.c`` (built
+into ``datasets/_native.so``, ``datasets.native``).
 
-The Makefile compiles the C file against the system's libjpeg-turbo into
-``datasets/_jpeg_window.so`` (``make decoder``; every target that loads clips depends on it).
 Decoding only the window a clip's crop needs takes 0.85 to 0.9 of a full decode's time
 per training frame (the entropy decoding of the whole file remains), with the same pixels
 (docs/perf/loader.md).
@@ -9,20 +8,11 @@ per training frame (the entropy decoding of the whole file remains), with the sa
 
 from __future__ import annotations
 
-import ctypes
-from pathlib import Path
-
 import numpy as np
 
-from preprocess.store import StoreError
+from datasets.native import NativeMissing, load
 
-LIBRARY = Path(__file__).with_name("_jpeg_window.so")
-BUILD_HINT = (
-    "build it with `make decoder` (needs a C compiler and libjpeg-turbo's headers; "
-    "Debian/Ubuntu: apt-get install gcc libjpeg-dev)"
-)
 _MESSAGE_SIZE = 200
-_lib: ctypes.CDLL | None = None
 
 
 class JpegError(ValueError):
@@ -37,36 +27,12 @@ class WrongSize(JpegError):
         self.height, self.width = height, width
 
 
-class DecoderMissing(StoreError):
-    """The compiled decoder is not there or does not load. A StoreError, so that every
-    command that loads clips reports it as one line, like a missing store."""
-
-
-def load() -> ctypes.CDLL:
-    """The compiled library (loaded once per process)."""
-    global _lib
-    if _lib is None:
-        try:
-            lib = ctypes.CDLL(str(LIBRARY))
-        except OSError as e:
-            raise DecoderMissing(f"{LIBRARY}: cannot load the JPEG window decoder ({e}); "
-                                 f"{BUILD_HINT}") from None
-        pointer, size, number = ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int
-        lib.jpeg_window_size.argtypes = [ctypes.c_char_p, size, pointer, pointer, pointer,
-                                         number]
-        lib.jpeg_window_decode.argtypes = [ctypes.c_char_p, size, pointer, *[number] * 4,
-                                           pointer, size, pointer, size, pointer, number]
-        lib.jpeg_window_size.restype = lib.jpeg_window_decode.restype = number
-        _lib = lib
-    return _lib
-
-
 def libjpeg_turbo_version() -> str | None:
     """The libjpeg-turbo version the decoder was built against ("2.1.5"), or None if the
     decoder is missing (for system.json)."""
     try:
         number = load().jpeg_window_libjpeg_turbo_version()
-    except DecoderMissing:
+    except NativeMissing:
         return None
     return f"{number // 1000000}.{number // 1000 % 1000}.{number % 1000}" if number else "libjpeg"
 
@@ -92,26 +58,15 @@ _PAD = 64
 
 
 def decode_window(
-    data: bytes,
-    size: tuple[int, int],
-    rows: tuple[int, int],
-    cols: tuple[int, int],
-    within: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    data: bytes, size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
 ) -> np.ndarray:
     """Rows ``[top, bottom)`` and columns ``[left, right)`` of a JPEG image of ``size``
     (height, width), as an RGB uint8 array (a view with a row stride of its own).
 
-    With ``within`` = (rows, columns) of a larger rectangle around the window, the array
-    covers that rectangle, and its pixels outside the window are not decoded (they hold
-    anything). Raises WrongSize if the image is not ``size``, JpegError on corrupt or
-    truncated data anywhere in the file (all of it is entropy-decoded, as in a full
-    decode)."""
+    Raises WrongSize if the image is not ``size``, JpegError on corrupt or truncated data
+    anywhere in the file (all of it is entropy-decoded, as in a full decode)."""
     (top, bottom), (left, right) = rows, cols
-    (outer_top, outer_bottom), (outer_left, outer_right) = within or (rows, cols)
-    if not (outer_top <= top and bottom <= outer_bottom and outer_left <= left
-            and right <= outer_right):
-        raise ValueError(f"window {rows} x {cols} is not within {within}")
-    height, width = outer_bottom - outer_top, outer_right - outer_left
+    height, width = bottom - top, right - left
     row_pixels = width + 2 * _PAD
     # One buffer for the four ints the call reports back, the message and the pixels, so
     # that a frame costs one allocation (ctypes objects cost more than the call itself).
@@ -121,10 +76,9 @@ def decode_window(
     dims = buffer[:16].view(np.intc)
     dims[:2] = size
     address = buffer.ctypes.data
-    at = address + head + ((top - outer_top) * row_pixels + _PAD + left - outer_left) * 3
     status = load().jpeg_window_decode(
-        data, len(data), address, top, bottom, left, right, address + head, pixels_size, at,
-        row_pixels * 3, address + 16, _MESSAGE_SIZE,
+        data, len(data), address, top, bottom, left, right, address + head, pixels_size,
+        address + head + _PAD * 3, row_pixels * 3, address + 16, _MESSAGE_SIZE,
     )
     if status == 1:
         raise WrongSize(int(dims[0]), int(dims[1]))

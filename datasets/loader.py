@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Iterator, Sized
 
-import cv2
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
@@ -68,10 +67,9 @@ class ShardSampler(Sampler[int]):
 
 
 def init_worker(worker_id: int) -> None:
-    """One thread per loader worker: the workers are the parallelism, and OpenCV's own
-    thread pool in every worker would oversubscribe the cores (torch already uses one).
-    And freed clip memory is kept for the next clips (``reuse_freed_memory``)."""
-    cv2.setNumThreads(1)
+    """Set up a loader worker: freed clip memory is kept for the next clips
+    (``reuse_freed_memory``). (Each worker is one thread: torch uses one in DataLoader
+    workers, and the decoding and scaling C code runs in the calling thread.)"""
     reuse_freed_memory()
 
 

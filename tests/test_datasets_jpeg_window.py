@@ -94,30 +94,13 @@ def test_garbage_wrong_size_and_bad_window(jpeg):
             decode_window(jpeg, (96, 128), rows, cols)
 
 
-def test_window_within_a_larger_rectangle():
-    frame = textured_frames(1, 120, 161, 8)[0]
-    data = simplejpeg.encode_jpeg(frame, quality=90, colorsubsampling="420")
-    full = full_decode_pil(data)
-    rng = np.random.default_rng(9)
-    for rows, cols in windows(120, 161, rng, 40):
-        top, left = int(rng.integers(0, rows[0] + 1)), int(rng.integers(0, cols[0] + 1))
-        bottom = int(rng.integers(rows[1], 121))
-        right = int(rng.integers(cols[1], 162))
-        out = decode_window(data, (120, 161), rows, cols, within=((top, bottom), (left, right)))
-        assert out.shape == (bottom - top, right - left, 3)
-        inner = out[rows[0] - top : rows[1] - top, cols[0] - left : cols[1] - left]
-        assert np.array_equal(inner, full[rows[0] : rows[1], cols[0] : cols[1]])
-    with pytest.raises(ValueError, match="not within"):
-        decode_window(data, (120, 161), (0, 10), (0, 10), within=((1, 10), (0, 10)))
-
-
-def test_a_missing_decoder_is_one_line_saying_how_to_build_it(monkeypatch, tmp_path):
-    from datasets import jpeg_window
+def test_a_missing_library_is_one_line_saying_how_to_build_it(monkeypatch, tmp_path):
+    from datasets import jpeg_window, native
     from preprocess.store import StoreError
 
-    monkeypatch.setattr(jpeg_window, "_lib", None)
-    monkeypatch.setattr(jpeg_window, "LIBRARY", tmp_path / "_jpeg_window.so")
-    with pytest.raises(StoreError, match=r"_jpeg_window\.so: cannot load .*`make decoder`") as e:
-        jpeg_window.load()
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "LIBRARY", tmp_path / "_native.so")
+    with pytest.raises(StoreError, match=r"_native\.so: cannot load .*`make native`") as e:
+        native.load()
     assert "\n" not in str(e.value)
     assert jpeg_window.libjpeg_turbo_version() is None

@@ -267,8 +267,6 @@ def test_training_on_a_damaged_store_stops_with_one_line_naming_the_frame(tmp_pa
     store = build_tiny_store(tmp_path / "store")
     record = read_index(store, "train")[3]
     _frame_file(store, record, 2).unlink()
-    # Loading in this process (workers 0): forking loader workers from a test process that
-    # has run OpenCV's thread pool can deadlock the child, a hazard of tests, not of runs.
     with one_thread():
         code = train_main(["--config", str(TINY), "--data", str(store), "--out",
                            str(tmp_path / "out"), "--workers", "0", "--set", "epochs=1"])
