@@ -27,7 +27,6 @@
 #define X86 1
 #endif
 
-static int use_avx2 = -1; /* -1: not decided yet */
 
 static void scale_row_plain(const unsigned char *row, const int *xofs, const short *xw,
                             int from, int to, short *h) {
@@ -45,6 +44,8 @@ static void blend_rows_plain(const short *h0, const short *h1, int a, int b, int
 }
 
 #ifdef X86
+static int use_avx2 = -1; /* -1: not decided yet */
+
 /* Four output pixels j..j+3 as two pairs, each pair read with one 16-byte load at the
  * leftmost of its two left taps: possible when the pair's taps lie within 16 bytes and the
  * load stays inside the window's row (`fast`). Per pair, shuffle 0 makes the 16-bit tap

@@ -166,29 +166,6 @@ def test_crop_scaling_matches_float_reference_everywhere(height, width, short_si
         use_avx2(previous)
 
 
-def test_vector_code_and_plain_c_give_the_same_bits():
-    """Random frames, sizes and crops, strong shrinking included (taps too far apart for
-    the vector code's loads): bilinear.c's AVX2 and plain C paths agree exactly."""
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        height, width = (int(v) for v in rng.integers(2, 300, 2))
-        frame = rng.integers(0, 256, (height, width, 3), np.uint8)
-        short_side = int(rng.integers(1, 2 * min(height, width) + 1))
-        new_h, new_w = resized_size(height, width, short_side)
-        if min(new_h, new_w) < 1:
-            continue
-        crop = int(rng.integers(1, min(new_h, new_w) + 1))
-        params = ClipParams(short_side, bool(rng.integers(2)),
-                            int(rng.integers(0, new_h - crop + 1)),
-                            int(rng.integers(0, new_w - crop + 1)), crop)
-        clips = []
-        for avx2 in (True, False):
-            previous = use_avx2(avx2)
-            clips.append(render_clip(ArrayFrames([frame]), lambda h, w, p=params: p))
-            use_avx2(previous)
-        assert torch.equal(*clips), params
-
-
 def test_scale_one_is_a_plain_crop():
     frames = textured_frames(3, 40, 56, 6)
     for flip in (False, True):
