@@ -15,7 +15,8 @@ Only the crop is computed: ``crop_taps`` gives the source pixels and weights of 
 and columns (the columns reversed for a flipped crop), only the window those taps read is
 decoded (``Frames.windows``: rows above and below it are skipped, columns beyond it are not
 upsampled or colour-converted), and each window is scaled straight into its frame of the
-clip (about 0.47 of a 426 x 320 frame's area, on average over the training parameters).
+clip (the window is 0.46 of a 426 x 320 frame's area, on average over the training
+parameters).
 
 Clips leave the loader as uint8 T x H x W x C, the layout in which the scaled frames come
 out of the scaling; the normalisation runs on the device (``transform.normalize(batch)``), and
