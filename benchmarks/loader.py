@@ -29,7 +29,6 @@ from PIL import Image
 
 from benchmarks.loader_choices import decoder_table, plain_c, resize_table, time_methods
 from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
-from datasets.bilinear import CropScaler, Taps
 from datasets.decode import ClipFrames
 from datasets.loader import init_worker
 from datasets.transforms import ArrayFrames, ClipParams, crop_taps, render_clip, resized_size
@@ -150,35 +149,12 @@ def clip_params(ds: ClipDataset, index: int) -> ClipParams:
     return ds.transform.params(record.height, record.width, clip_rng(ds.seed, 0, index))
 
 
-def clip_taps(ds: ClipDataset, index: int) -> tuple[Taps, Taps]:
-    record = ds.records[int(ds.clip_video[index])]
-    return crop_taps(record.height, record.width, clip_params(ds, index))
-
-
 def decode_windows(ds: ClipDataset, index: int, jpegs: list[bytes]) -> list[np.ndarray]:
     """(c') Our decoder on the same bytes: only the window each frame's crop needs."""
-    rows, cols = clip_taps(ds, index)
-    frames = ClipFrames(jpegs, ds.store, ds.records[int(ds.clip_video[index])],
-                        ds.clip_frames(index))
-    return list(frames.windows((rows.start, rows.stop), (cols.start, cols.stop)))
-
-
-def read_decode_scale(ds: ClipDataset, index: int, whole_frame: bool) -> list[np.ndarray]:
-    """(d) The part of our loader that makes the pixels: read, decode the window, scale it
-    into the clip; (e) with ``whole_frame``: decode and scale the whole frame with OpenCV (no
-    crop), as the first loader did."""
     record = ds.records[int(ds.clip_video[index])]
-    jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
-    if whole_frame:
-        new_h, new_w = resized_size(record.height, record.width, clip_params(ds, index).short_side)
-        return [cv2.resize(simplejpeg.decode_jpeg(b, colorspace="RGB"), (new_w, new_h),
-                           interpolation=cv2.INTER_LINEAR) for b in jpegs]
-    rows, cols = clip_taps(ds, index)
-    scale = CropScaler(rows, cols)
+    rows, cols = crop_taps(record.height, record.width, clip_params(ds, index))
     frames = ClipFrames(jpegs, ds.store, record, ds.clip_frames(index))
-    out = np.empty((len(jpegs), len(rows.offsets), len(cols.offsets), 3), np.uint8)
-    windows = frames.windows((rows.start, rows.stop), (cols.start, cols.stop))
-    return [scale(w, out[t]) for t, w in enumerate(windows)]
+    return list(frames.windows((rows.start, rows.stop), (cols.start, cols.stop)))
 
 
 class WholeFrames(ClipFrames):
@@ -191,12 +167,23 @@ class WholeFrames(ClipFrames):
                                                                  cols[0] : cols[1]]
 
 
-def ours_whole_frames(ds: ClipDataset, index: int) -> torch.Tensor:
-    """Our loader with whole-frame decoding: what decoding windows saves."""
+def read_and_transform(ds: ClipDataset, index: int, frames_type=ClipFrames) -> torch.Tensor:
+    """(d) The part of our loader that makes the pixels: read the files, decode the windows,
+    scale them into the clip (``ds[index]`` without the dataset's bookkeeping); with
+    ``WholeFrames``, the same with whole-frame decoding (what decoding windows saves)."""
     record = ds.records[int(ds.clip_video[index])]
     jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
-    return ds.transform(WholeFrames(jpegs, ds.store, record, ds.clip_frames(index)),
+    return ds.transform(frames_type(jpegs, ds.store, record, ds.clip_frames(index)),
                         clip_rng(ds.seed, 0, index))
+
+
+def read_decode_resize_whole(ds: ClipDataset, index: int) -> list[np.ndarray]:
+    """(e) Decode and scale the whole frame with OpenCV (no crop), as the first loader did."""
+    record = ds.records[int(ds.clip_video[index])]
+    jpegs = read_frame_bytes(ds.store, record, ds.clip_frames(index))
+    new_h, new_w = resized_size(record.height, record.width, clip_params(ds, index).short_side)
+    return [cv2.resize(simplejpeg.decode_jpeg(b, colorspace="RGB"), (new_w, new_h),
+                       interpolation=cv2.INTER_LINEAR) for b in jpegs]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "ours, JPEG store": lambda i: jpg[i],
         "ours, HDF5 store": lambda i: ds["hdf5"][i],
         "ours, JPEG, + float normalise on CPU": lambda i: normalize_clips(jpg[i][0]),
-        "ours, JPEG, whole-frame decode": lambda i: ours_whole_frames(jpg, i),
+        "ours, JPEG, whole-frame decode": lambda i: read_and_transform(jpg, i, WholeFrames),
         "ours, JPEG, plain C scaling (no AVX2)": plain_c(lambda i: jpg[i]),
         A: lambda i: pyav_clip(jpg, args.data, i, transform),
         "(a') PyAV decode, our uint8 transform": lambda i: pyav_ours(jpg, args.data, i,
@@ -251,10 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         "(c) + reading the JPEG files": lambda i: read_and_decode(jpg, i),
         "(c') window decode (ours) of the same frames": lambda i: decode_windows(jpg, i,
                                                                                 frames[i]),
-        "(d) read + window decode + window scaling": lambda i: read_decode_scale(jpg, i,
-                                                                                  False),
-        "(e) read + whole decode + whole-frame scaling": lambda i: read_decode_scale(jpg, i,
-                                                                                    True),
+        "(d) read + window decode + window scaling": lambda i: read_and_transform(jpg, i),
+        "(e) read + whole decode + whole-frame scaling": lambda i: read_decode_resize_whole(
+            jpg, i),
     }
     times = time_methods(methods, clips, args.rounds)
     record = jpg.records[0]

@@ -72,6 +72,7 @@ class CropScaler:
     def __init__(self, rows: Taps, cols: Taps):
         self.rows, self.cols = rows, cols
         self.shape = (rows.stop - rows.start, cols.stop - cols.start, 3)
+        self.out_shape = (len(rows.offsets), len(cols.offsets), 3)
         self._lib = load()
         self._scratch = np.empty(self._lib.bilinear_scratch_bytes(len(cols.offsets)), np.uint8)
         # Addresses taken once: numpy's .ctypes costs about a microsecond per use.
@@ -80,17 +81,16 @@ class CropScaler:
 
     def __call__(self, window: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Scale ``window`` into ``out`` (crop rows x crop columns x 3, uint8) and return it."""
-        out_shape = (len(self.rows.offsets), len(self.cols.offsets), 3)
-        if window.shape != self.shape or out.shape != out_shape:
+        if window.shape != self.shape or out.shape != self.out_shape:
             raise ValueError(f"window {window.shape} / output {out.shape}, expected "
-                             f"{self.shape} / {out_shape}")
+                             f"{self.shape} / {self.out_shape}")
         for array in (window, out):
             if array.dtype != np.uint8 or array.strides[1:] != (3, 1):
                 raise ValueError("windows and outputs are uint8 arrays of packed RGB pixels")
         y, yw, x, xw, scratch = self._tables
         status = self._lib.bilinear_crop(
             window.ctypes.data, window.strides[0], self.shape[0], self.shape[1], y, yw,
-            out_shape[0], x, xw, out_shape[1], out.ctypes.data, out.strides[0], scratch,
+            self.out_shape[0], x, xw, self.out_shape[1], out.ctypes.data, out.strides[0], scratch,
         )
         if status != 0:  # the taps are checked against the window in C, too
             raise ValueError("a tap outside the window")
