@@ -1,0 +1,85 @@
+"""The results-format contract: what a run folder holds, shared by the trainer and the scorer.
+
+The trainer (train/results.py) writes these files and the scorer (score/) reads them; this
+module is the one place that names them, so the scorer never imports anything from train/.
+
+A run folder ``<results>/<config name>/<run id>/`` holds:
+
+    config.yaml    the resolved config (every key)
+    system.json    the machine and code of the run's first attempt (see ``attempts`` below)
+    epochs.csv     one row per finished epoch (EPOCH_COLUMNS), appended and flushed
+    run.json       the summary (RUN_KEYS), rewritten atomically after every epoch
+    heartbeat      the run clock, rewritten about once a second while the run trains
+    checkpoint.pt  the trainer's own resume point
+
+Protocol versions (run.json ``protocol``; a file without it is version 1):
+  1  evaluation after every epoch, clip-weighted top-1, BatchNorm span = per-process batch,
+     heads initialised as their model families do.
+  2  the reference's protocol (docs/WORKLOAD.md, "Evaluation and the score"): scheduled
+     evaluations only after epochs 10 and 20 can reach the target; ``val_top1`` is the
+     original's unweighted mean of per-batch top-1 over global batches of 16 in dataset order;
+     X3D-M's BatchNorm over 4 clips; fresh default-initialised heads.
+Only runs of the current protocol can be compliant.
+"""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 2
+RESULTS_FORMAT = 2  # run.json ``format``: the layout of the files below
+
+CONFIG_FILE = "config.yaml"
+SYSTEM_FILE = "system.json"
+EPOCHS_FILE = "epochs.csv"
+RUN_FILE = "run.json"
+HEARTBEAT_FILE = "heartbeat"
+CHECKPOINT_FILE = "checkpoint.pt"
+RUN_FILES = (RUN_FILE, EPOCHS_FILE, CONFIG_FILE, SYSTEM_FILE)
+
+# epochs.csv. ``eval`` says which evaluation the row carries:
+#   "scheduled"  an evaluation of the workload's schedule (the only ones that can reach the
+#                target); its time is on the run clock (in ``elapsed_s``)
+#   "extra"      an extra evaluation for accuracy curves (--eval-every): never reaches the
+#                target; its time ``eval_s`` is left out of the run clock
+#   ""           no evaluation after this epoch (the val_* columns are empty)
+# ``val_top1`` is the metric compared with the target (the original's per-batch mean);
+# ``val_top1_clips`` the clip-weighted top-1; ``val_video_top1`` the per-video accuracy.
+# ``untimed_s`` is the run's total untimed time so far (extra evaluations), a running sum.
+EPOCH_COLUMNS = (
+    "epoch", "elapsed_s", "train_s", "eval", "eval_s", "untimed_s", "lr", "train_loss",
+    "train_top1", "val_top1", "val_top1_clips", "val_top5", "val_video_top1", "clips_per_s",
+    "data_wait_frac", "peak_mem_mb",
+)
+EVAL_SCHEDULED = "scheduled"
+EVAL_EXTRA = "extra"
+EVAL_NONE = ""
+
+# run.json ``state``: what the trainer last knew of the run.
+STATE_RUNNING = "running"  # training (or killed before it could say otherwise)
+STATE_FINISHED = "finished"  # ended normally: all epochs, or stopped at the target
+STATE_STOPPED = "stopped"  # ended on a NaN/infinite loss
+STATES = (STATE_RUNNING, STATE_FINISHED, STATE_STOPPED)
+
+# The scorer's classification of a run (score tables, score.csv ``status``).
+STATUS_REACHED = "reached"  # a scheduled evaluation at or above the target
+STATUS_NOT_CONVERGED = "not converged"  # finished below the target
+STATUS_STOPPED = "stopped"  # NaN/inf loss
+STATUS_ABANDONED = "abandoned"  # not finished, heartbeat older than ABANDONED_AFTER_S
+STATUS_IN_PROGRESS = "in progress"  # not finished, heartbeat recent
+MISSED_STATUSES = (STATUS_NOT_CONVERGED, STATUS_STOPPED, STATUS_ABANDONED)
+
+# A run whose heartbeat (file modification time) is older than this and that is not
+# finished is abandoned: the trainer rewrites it about once a second while it trains, and no
+# single step, evaluation or checkpoint of the workload takes anywhere near this long.
+ABANDONED_AFTER_S = 6 * 3600
+
+# run.json keys (written by train/results.RunRecord.to_json):
+#   format, protocol, config, model, run_id, target_top1, state, reached, t_target_s,
+#   epochs_done, finished, gpus, nodes, workers, device, machine, compliant, changed_keys,
+#   compliance_issues (list of one-line reasons; empty when compliant), git_dirty, resumed,
+#   restarts, lost_s, untimed_s, seed, eval_epochs (0-based epochs with a scheduled
+#   evaluation), store (see STORE_KEYS), attempts (one entry per process launch: started,
+#   host, machine, git_commit, git_dirty, restart), spans_machines, spans_commits
+STORE_KEYS = (
+    "path", "format", "short_side", "jpeg_quality", "fingerprint", "videos", "clips",
+    "failed_videos", "dataset_matches_kinetics20", "dataset_check",
+)
