@@ -98,10 +98,24 @@ def stop_workers() -> None:
             pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler, a container stop): handled like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(args)
+    except Terminated:
+        print("stopped (SIGTERM); run the same command again to resume", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -113,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
               "finished so far are kept: run the same command again to resume "
               "(with fewer --jobs if memory is short)", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

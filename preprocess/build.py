@@ -4,28 +4,26 @@ The unit of work and of resumption is one video: its JPEG files and meta.json ar
 a temporary folder that is renamed when complete (store.write_video_dir). A rerun skips
 videos whose folder (or, for hdf5, packed entry) is complete and redoes everything else.
 Videos that cannot be used are skipped and listed with the reason in failures.csv.
-A run holds the store's ``.lock`` (see store_lock), so a rerun after a kill starts only once
-every process of the killed run has stopped writing.
+A run holds the store's locks (preprocess.lock), so a rerun after a kill starts only once
+every process of the killed run has stopped writing, and a training run reading the store
+makes it wait.
 """
 
 from __future__ import annotations
 
 import csv
-import errno
-import fcntl
 import io
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from preprocess import pack
 from preprocess.extract import INTERPOLATION, ExtractOptions, VideoError, extract_video
 from preprocess.kinetics import LayoutError, SourceVideo, find_videos, missing_on_disk
+from preprocess.lock import LOCK_FILES, store_write_lock, worker_lock
 from preprocess.resample import TARGET_FPS
 from preprocess.store import (
     SETTINGS_FILE,
@@ -42,7 +40,6 @@ from preprocess.store import (
 )
 
 FAILURES_FILE = "failures.csv"
-LOCK_FILE = ".lock"
 
 
 @dataclass
@@ -65,8 +62,8 @@ def store_settings(opts: ExtractOptions, classes: list[str], data: Path) -> Stor
     )
 
 
-def prepare_store(store: Path, settings: StoreSettings) -> None:
-    """Create the store, or check that an existing one was built the same way."""
+def check_store(store: Path, settings: StoreSettings) -> None:
+    """Raise StoreError unless ``store`` is absent, empty or a store built the same way."""
     store = Path(store)
     if (store / SETTINGS_FILE).is_file():
         old = read_settings(store)
@@ -77,44 +74,15 @@ def prepare_store(store: Path, settings: StoreSettings) -> None:
                 wrong.append("other classes")
             raise StoreError(f"{store / SETTINGS_FILE}: store built with other settings "
                              f"({', '.join(wrong)}); choose another --out or delete it")
-    elif store.exists() and any(p.name != LOCK_FILE for p in store.iterdir()):
+    elif store.exists() and any(p.name not in LOCK_FILES for p in store.iterdir()):
         raise StoreError(f"{store}: not empty and not a frame store; choose another --out")
-    store.mkdir(parents=True, exist_ok=True)
+
+
+def prepare_store(store: Path, settings: StoreSettings) -> None:
+    """Create the store, or check that an existing one was built the same way."""
+    check_store(store, settings)
+    Path(store).mkdir(parents=True, exist_ok=True)
     write_settings(store, settings)
-
-
-@contextmanager
-def store_lock(store: Path, quiet: bool = False) -> Iterator[None]:
-    """Hold the store's lock file for one run (shared, so this run's workers get in).
-
-    Workers take it (shared) while they write a video. A run first waits for an exclusive
-    hold, so that workers of a killed run, which outlive a main process killed with SIGKILL
-    and finish the video in hand, are done before anything is cleaned up or planned (and a
-    second run on the same store waits for the first)."""
-    fd = os.open(Path(store) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not quiet:
-                print(f"{store}: waiting for another run (or the workers of a killed one) "
-                      "writing to this store ...", file=sys.stderr, flush=True)
-            _flock(fd, fcntl.LOCK_EX)
-        _flock(fd, fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _flock(fd: int, operation: int) -> None:
-    """flock, or nothing on a file system without locks (then a rerun must wait by hand)."""
-    try:
-        fcntl.flock(fd, operation)
-    except BlockingIOError:
-        raise
-    except OSError as e:
-        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-            raise
 
 
 def remove_partial(store: Path) -> None:
@@ -162,14 +130,10 @@ def process_video(video: SourceVideo, final: Path, opts: ExtractOptions, decode_
         "height": ex.height, "short_side": opts.short_side, "jpeg_quality": opts.quality,
         "jpeg_bytes": sum(len(j) for j in ex.jpegs),
     }
-    fd = os.open(Path(store) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        _flock(fd, fcntl.LOCK_SH)
+    with worker_lock(store):
         if parent is not None and os.getppid() != parent:
             return video, None, "the run was stopped"
         write_video_dir(final, ex.jpegs, meta)
-    finally:
-        os.close(fd)
     return video, meta, ""
 
 
@@ -206,8 +170,11 @@ def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
     start = time.monotonic()
     data, store = Path(data), Path(store)
     classes, videos = find_videos(data)
-    prepare_store(store, store_settings(opts, classes, data))
-    with store_lock(store, quiet):
+    settings = store_settings(opts, classes, data)
+    check_store(store, settings)  # before creating anything in a folder that is not a store
+    store.mkdir(parents=True, exist_ok=True)
+    with store_write_lock(store, quiet):
+        prepare_store(store, settings)
         remove_partial(store)
         summary = _build(data, store, opts, jobs, quiet, classes, videos)
     summary.seconds = time.monotonic() - start
