@@ -44,15 +44,12 @@ def _env_int(name: str, default: int) -> int:
         raise TrainError(f"environment variable {name}={value!r} is not an integer") from None
 
 
-def choose_device(local_rank: int) -> torch.device:
-    if torch.cuda.is_available():
-        if local_rank >= torch.cuda.device_count():
-            raise TrainError(
-                f"process {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
-                "use at most one process per GPU"
-            )
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+def choose_device(local_rank: int, requested: str = "auto") -> torch.device:
+    """The config's ``device`` ("auto", "cuda", "cpu") for this process: train/device.py
+    decides, and stops with one line when GPUs are present but PyTorch cannot use them."""
+    from train.device import choose
+
+    return choose(requested, local_rank)
 
 
 def setup() -> Dist:

@@ -1,0 +1,130 @@
+"""The device decision (train/device.py) on facts made up by hand: no GPU needed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from train import TrainError
+from train.device import (
+    DeviceError,
+    DeviceFacts,
+    choose,
+    decide,
+    driver_cuda_from_table,
+    gather_facts,
+    parse_proc_version,
+    parse_smi,
+    torch_index_for,
+)
+from train.distributed import choose_device
+
+# A working 4-GPU machine.
+GOOD = DeviceFacts(cuda_available=True, device_count=4, torch_version="2.14.1",
+                   torch_cuda="13.0", nvidia_devices=4, driver="580.82.07", driver_cuda="13.0")
+# GPUs with a driver too old for PyTorch's CUDA 13 build: torch sees no CUDA.
+OLD_DRIVER = dataclasses.replace(GOOD, cuda_available=False, device_count=0,
+                                 driver="535.104.05", driver_cuda="12.2")
+# A machine without any NVIDIA trace.
+NO_GPU = DeviceFacts(cuda_available=False, device_count=0, torch_version="2.14.1",
+                     torch_cuda="13.0", nvidia_devices=0, driver=None, driver_cuda=None)
+
+
+def test_auto_uses_usable_gpus_one_per_process():
+    assert decide("auto", GOOD, local_rank=0) == torch.device("cuda", 0)
+    assert decide("auto", GOOD, local_rank=3) == torch.device("cuda", 3)
+    assert decide("cuda", GOOD, local_rank=2) == torch.device("cuda", 2)
+
+
+def test_more_processes_than_gpus_is_refused():
+    with pytest.raises(DeviceError, match="process 4 has no GPU .4 visible"):
+        decide("auto", GOOD, local_rank=4)
+
+
+def test_auto_without_gpus_trains_on_cpu():
+    assert decide("auto", NO_GPU) == torch.device("cpu")
+
+
+def test_cpu_when_asked_even_with_gpus():
+    for facts in (GOOD, OLD_DRIVER, NO_GPU):
+        assert decide("cpu", facts) == torch.device("cpu")
+
+
+def test_gpus_present_but_unusable_stop_with_cause_and_fix():
+    with pytest.raises(DeviceError) as e:
+        decide("auto", OLD_DRIVER)
+    line = str(e.value)
+    assert "\n" not in line
+    assert "driver 535.104.05 supports CUDA up to 12.2" in line
+    assert "built for CUDA 13.0" in line
+    assert "make clean-venv && make venv TORCH_INDEX=https://download.pytorch.org/whl/cu121" in line
+    assert "--device cpu" in line
+    assert isinstance(e.value, TrainError)  # the trainer prints it as one line and exits 2
+
+
+def test_cuda_requested_but_unusable():
+    with pytest.raises(DeviceError, match="device cuda: NVIDIA GPUs present.*driver 535"):
+        decide("cuda", OLD_DRIVER)
+    with pytest.raises(DeviceError, match="device cuda requested but this machine shows no"):
+        decide("cuda", NO_GPU)
+
+
+def test_driver_only_counts_as_present():
+    # A container that sees the host's driver but was given no device file.
+    facts = dataclasses.replace(NO_GPU, driver="580.82.07", driver_cuda="13.0")
+    with pytest.raises(DeviceError, match="no /dev/nvidia<N> device file"):
+        decide("auto", facts)
+    # Device files without any driver information: still GPUs; the generic cause.
+    facts = dataclasses.replace(NO_GPU, nvidia_devices=2, cuda_warning="CUDA init failed")
+    with pytest.raises(DeviceError, match=r"is_available\(\) is false .*CUDA init failed"):
+        decide("auto", facts)
+
+
+def test_other_causes():
+    cpu_build = dataclasses.replace(OLD_DRIVER, torch_cuda=None)
+    with pytest.raises(DeviceError, match="PyTorch 2.14.1 is a CPU-only build.*whl/cu121"):
+        decide("auto", cpu_build)
+    hidden = dataclasses.replace(GOOD, cuda_available=False, device_count=0,
+                                 visible_devices="")
+    with pytest.raises(DeviceError, match="CUDA_VISIBLE_DEVICES='' hides them"):
+        decide("auto", hidden)
+    ancient = dataclasses.replace(OLD_DRIVER, driver="470.57.02", driver_cuda=None)
+    with pytest.raises(DeviceError, match="driver 470.57.02 is older than any CUDA build"):
+        decide("auto", ancient)
+
+
+def test_invalid_request():
+    with pytest.raises(DeviceError, match="device='gpu' is invalid"):
+        decide("gpu", GOOD)
+
+
+def test_parsers():
+    smi = ("| NVIDIA-SMI 535.104.05    Driver Version: 535.104.05    CUDA Version: 12.2     |")
+    assert parse_smi(smi) == ("535.104.05", "12.2")
+    assert parse_smi("garbage") == (None, None)
+    proc = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 2023\n"
+            "GCC version:  gcc version 12.2.0")
+    assert parse_proc_version(proc) == "535.104.05"
+    open_module = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.82.07  Release"
+    assert parse_proc_version(open_module) == "580.82.07"
+    assert driver_cuda_from_table("535.104.05") == "12.2"
+    assert driver_cuda_from_table("580.82.07") == "13.0"
+    assert driver_cuda_from_table("470.57.02") is None
+    assert torch_index_for("12.2").endswith("/cu121")
+    assert torch_index_for("13.1").endswith("/cu130")
+    assert torch_index_for("11.8").endswith("/cu118")
+
+
+def test_this_machine_and_the_trainers_entry_point():
+    facts = gather_facts(ask_driver=True)
+    assert facts.torch_cuda == torch.version.cuda
+    expected = "cuda" if facts.usable else "cpu"
+    if facts.nvidia_present and not facts.usable:
+        with pytest.raises(DeviceError):
+            choose("auto", facts=facts)
+    else:
+        assert choose("auto", facts=facts).type == expected
+        assert choose_device(0).type == expected
+    assert choose_device(0, requested="cpu") == torch.device("cpu")
