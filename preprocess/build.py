@@ -17,11 +17,12 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from preprocess import pack
 from preprocess.extract import INTERPOLATION, ExtractOptions, VideoError, extract_video
+from preprocess.identity import record_identity
 from preprocess.kinetics import LayoutError, SourceVideo, find_videos, missing_on_disk
 from preprocess.lock import LOCK_FILES, store_write_lock, worker_lock
 from preprocess.resample import TARGET_FPS
@@ -66,7 +67,7 @@ def check_store(store: Path, settings: StoreSettings) -> None:
     """Raise StoreError unless ``store`` is absent, empty or a store built the same way."""
     store = Path(store)
     if (store / SETTINGS_FILE).is_file():
-        old = read_settings(store)
+        old = replace(read_settings(store), identity={})  # the record is not a setting
         if old != settings:
             wrong = [f"{k}={getattr(old, k)!r}" for k in settings.__dataclass_fields__
                      if getattr(old, k) != getattr(settings, k) and k != "classes"]
@@ -177,6 +178,8 @@ def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
         prepare_store(store, settings)
         remove_partial(store)
         summary = _build(data, store, opts, jobs, quiet, classes, videos)
+        # The store is complete: record what it holds and whether it is the benchmark's data.
+        record_identity(store, data, summary.failures, quiet)
     summary.seconds = time.monotonic() - start
     if not quiet:
         print_summary(summary, store, data, videos)

@@ -52,6 +52,9 @@ class StoreSettings:
     version: int = STORE_VERSION
     source: str = ""
     extra: dict = field(default_factory=dict)
+    # Written when a build completes (preprocess.identity): fingerprint, counts, dataset check.
+    # Not a setting: absent in older stores and while a build is under way.
+    identity: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
