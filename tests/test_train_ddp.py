@@ -16,10 +16,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import opts
 from tests.test_train_helpers import TINY, VAL_CLIPS, build_tiny_store, one_thread, train_cli
 from train import distributed, results
+from train.build import build_model, build_trainee, check_world, seed_everything
 from train.data import build_data
 from train.evaluate import evaluate
 from train.loop import loss_function, train_step
-from train.run import build_model, build_trainee, check_world, seed_everything
 from train.schedule import config_lr
 
 
@@ -46,8 +46,12 @@ def test_torchrun_two_processes_train_two_epochs(store, tmp_path):
         assert float(r["clips_per_s"]) == pytest.approx(12 / float(r["train_s"]), rel=1e-2)
         assert 0.0 <= float(r["data_wait_frac"]) <= 1.0
         assert float(r["peak_mem_mb"]) > 0
-        # Accuracies on 7 clips / 3 videos take only these values.
-        assert round(float(r["val_top1"]) * 7 / 100, 3) in {float(k) for k in range(8)}
+        # Accuracies on 7 clips / 3 videos take only these values; the original's top-1 is
+        # the mean of two batches' accuracies (4 clips and 3 clips, batch_size 4).
+        assert r["eval"] == "scheduled"
+        assert round(float(r["val_top1_clips"]) * 7 / 100, 3) in {float(k) for k in range(8)}
+        assert round(float(r["val_top1"]), 2) in {
+            round(100 * (a / 4 + b / 3) / 2, 2) for a in range(5) for b in range(4)}
         assert round(float(r["val_video_top1"]) * 3 / 100, 3) in {0.0, 1.0, 2.0, 3.0}
         assert float(r["val_top5"]) == 100.0  # 3 classes: the top 5 hold all of them
     run = json.loads((run_dir / "run.json").read_text())
@@ -90,7 +94,9 @@ def _measure(rank: int, world_size: int, port: int, store: str, out: str) -> Non
             return data.model_input(clips, d.device)
 
         val = evaluate(module, data.val_loader, d, config["num_classes"], data.num_val_videos,
-                       outputs_are_probabilities=True, prepare=prepare)
+                       outputs_are_probabilities=True, num_clips=len(data.val_set),
+                       first_clip=data.val_sampler.start, batch_size=config["batch_size"],
+                       prepare=prepare)
         shards = distributed.gather_objects(d, list(data.val_sampler))
         trainee.model.train()
         for m in module.modules():
@@ -111,7 +117,8 @@ def _measure(rank: int, world_size: int, port: int, store: str, out: str) -> Non
             torch.save(update, Path(out).with_suffix(".pt"))
             Path(out).write_text(json.dumps({
                 "losses": losses, "shards": shards,
-                "val": [val.top1, val.top5, val.video_top1, val.clips, val.videos]}))
+                "val": [val.top1, val.top1_clips, val.top5, val.video_top1, val.clips,
+                        val.videos]}))
     finally:
         distributed.shutdown(d)
 
@@ -133,17 +140,24 @@ def _reference_eval(store: Path) -> list[float]:
     data = build_data(config, distributed.Dist(0, 1, 0, torch.device("cpu")))
     model = build_model(config).eval()
     top1 = top5 = 0
+    hits = []
     per_video: dict[int, list] = {}
     with torch.no_grad():
         for i in range(len(data.val_set)):
             clip, label, video = data.val_set[i]
             probs = model(data.model_input(clip[None], torch.device("cpu")))[0]
-            top1 += int(probs.argmax() == label)
+            hits.append(int(probs.argmax() == label))
+            top1 += hits[-1]
             top5 += int(label in probs.topk(min(5, len(probs))).indices)
             per_video.setdefault(video, [label, torch.zeros_like(probs)])[1] += probs
     videos = sum(int(p.argmax() == label) for label, p in per_video.values())
     n = len(data.val_set)
-    return [100 * top1 / n, 100 * top5 / n, 100 * videos / len(per_video), n, len(per_video)]
+    # The original's top-1: batches of the global batch size in clip order, unweighted mean.
+    size = config["batch_size"]
+    batches = [hits[i:i + size] for i in range(0, n, size)]
+    per_batch = sum(sum(b) / len(b) for b in batches) / len(batches)
+    return [100 * per_batch, 100 * top1 / n, 100 * top5 / n, 100 * videos / len(per_video), n,
+            len(per_video)]
 
 
 def test_one_and_two_processes_step_and_evaluate_alike(store, tmp_path, monkeypatch):
@@ -160,5 +174,5 @@ def test_one_and_two_processes_step_and_evaluate_alike(store, tmp_path, monkeypa
     assert [len(s) for s in two["shards"]] == [3, 4]
     assert sorted(sum(two["shards"], [])) == list(range(VAL_CLIPS)) == one["shards"][0]
     reference = _reference_eval(store)
-    assert one["val"][3:] == two["val"][3:] == [VAL_CLIPS, 3]
+    assert one["val"][4:] == two["val"][4:] == [VAL_CLIPS, 3]
     assert one["val"] == pytest.approx(reference) and two["val"] == pytest.approx(reference)

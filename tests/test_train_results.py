@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from train import TrainError, checkpoint, results
+from train import TrainError, checkpoint, clock, results
 from train.results import RunRecord
 
 
 def row(epoch: int, elapsed: float) -> dict:
-    return {"epoch": epoch, "elapsed_s": elapsed, "train_s": 1.0, "eval_s": 0.5, "lr": 0.001,
-            "train_loss": 1.1, "train_top1": 30.0, "val_top1": 40.0, "val_top5": 90.0,
+    return {"epoch": epoch, "elapsed_s": elapsed, "train_s": 1.0, "eval": "scheduled",
+            "eval_s": 0.5, "untimed_s": 0.0, "lr": 0.001, "train_loss": 1.1,
+            "train_top1": 30.0, "val_top1": 40.0, "val_top1_clips": 41.0, "val_top5": 90.0,
             "val_video_top1": 50.0, "clips_per_s": 12.5, "data_wait_frac": 0.1,
             "peak_mem_mb": 800.0}
 
@@ -34,7 +35,8 @@ def test_epochs_csv_has_one_header_and_drops_rows_after_the_checkpoint(tmp_path)
 
 
 def test_run_json_compliance():
-    config = {"name": "X3D_M", "model": "x3d_m", "target_top1": 20.11, "workers": 8, "seed": 0}
+    config = {"name": "X3D_M", "model": "x3d_m", "target_top1": 20.11, "workers": 8, "seed": 0,
+              "epochs": 20, "eval_period": 10}
     clean = RunRecord(config, "id", [], False, "m", "cuda", 4).to_json()
     assert clean["compliant"] is True and clean["gpus"] == 4
     assert RunRecord(config, "id", ["lr"], False, "m", "cuda", 4).to_json()["compliant"] is False
@@ -44,21 +46,21 @@ def test_run_json_compliance():
 def test_resume_clock_counts_lost_work_but_not_downtime():
     # Run A: checkpoint at clock 100 s, last heartbeat at clock 150 s, then killed.
     ckpt = {"elapsed_s": 100.0, "lost_s": 0.0}
-    carried, lost = checkpoint.resume_clock(ckpt, 150.0)
+    carried, lost = clock.resume_clock(ckpt, 150.0)
     assert (carried, lost) == (150.0, 50.0)
     # Run B resumes (however long after) from clock 150 s and is killed at clock 200 s
     # before its own first checkpoint: its heartbeat holds 200 s. Run C counts both losses.
-    carried, lost = checkpoint.resume_clock(ckpt, 200.0)
+    carried, lost = clock.resume_clock(ckpt, 200.0)
     assert (carried, lost) == (200.0, 100.0)
     # Killed right after a checkpoint (heartbeat older than it) or with no heartbeat at all.
-    assert checkpoint.resume_clock({"elapsed_s": 300.0, "lost_s": 7.0}, 290.0) == (300.0, 7.0)
-    assert checkpoint.resume_clock({"elapsed_s": 300.0, "lost_s": 7.0}, None) == (300.0, 7.0)
+    assert clock.resume_clock({"elapsed_s": 300.0, "lost_s": 7.0}, 290.0) == (300.0, 7.0)
+    assert clock.resume_clock({"elapsed_s": 300.0, "lost_s": 7.0}, None) == (300.0, 7.0)
 
 
 def test_heartbeat_writes_the_run_clock(tmp_path):
-    clock = checkpoint.Clock(launch_time=time.time() - 42.0, carried_s=100.0)
-    checkpoint.Heartbeat(tmp_path, clock).beat()
-    assert checkpoint.read_heartbeat(tmp_path) == pytest.approx(142.0, abs=1.0)
+    run_clock = clock.Clock(launch_time=time.time() - 42.0, carried_s=100.0)
+    clock.Heartbeat(tmp_path, run_clock).beat()
+    assert clock.read_heartbeat(tmp_path) == pytest.approx(142.0, abs=1.0)
 
 
 def test_checkpoint_round_trip_with_weights_only_and_rng_states(tmp_path):

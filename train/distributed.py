@@ -9,7 +9,6 @@ With one process no process group is created and every collective is a no-op.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 
 import torch
@@ -117,27 +116,3 @@ def peer_lost(error: BaseException) -> bool:
 def barrier(d: Dist) -> None:
     if d.active:
         dist.barrier()
-
-
-def _process_start(pid: int) -> float | None:
-    """Wall time at which process ``pid`` started (Linux /proc), or None if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        started_ticks = int(fields[19])  # field 22 of stat: start time since boot, in ticks
-        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
-        return time.time() - (since_boot - started_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-def launch_time(own_start: float) -> float:
-    """When the run was launched: torchrun's own start if this process is one of its workers
-    (so its start-up and rendezvous are timed too), else this process's start."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
-        return own_start
-    launcher = _process_start(os.getppid())
-    # Sanity window: a launcher that started long before is not a fresh torchrun.
-    if launcher is None or not 0.0 <= own_start - launcher <= 600.0:
-        return own_start
-    return launcher

@@ -1,10 +1,17 @@
-"""Evaluation on every val clip: top-1 / top-5 clip accuracy and video accuracy.
+"""Evaluation on every val clip: the original's top-1, clip-weighted top-1/top-5 and video
+accuracy.
 
-Each process evaluates its own share of the clips (the eval sampler pads nothing, so every clip
-is scored exactly once across processes, even when the clip count does not divide by the
-process count). The counts are then summed over processes, so the accuracy is weighted by clip
-count exactly as on one process. Video accuracy averages the class probabilities of a video's
-clips and takes the argmax.
+Each process evaluates its own contiguous block of the val clips (ShardSampler: no padding,
+every clip scored exactly once across processes). Per-clip results are then put back at their
+global clip index and summed over processes, so every figure is computed from the whole val
+set in dataset order, whatever the number of processes or loader workers:
+
+- ``top1``, the metric the targets were measured with (WORKLOAD.md, "Evaluation and the
+  score"): the clips in dataset order cut into consecutive batches of the global batch size,
+  the unweighted mean of the per-batch top-1 (the last, partial batch counts as much as a full
+  one: the original's meter weighted every batch alike);
+- ``top1_clips`` and ``top5``: the fraction of all clips;
+- ``video_top1``: the class probabilities of a video's clips averaged, then the argmax.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from train.distributed import Dist, all_reduce_max, all_reduce_sum
 
 @dataclass(frozen=True)
 class EvalResult:
-    top1: float  # percent of clips
+    top1: float  # percent: mean of per-batch top-1 over global batches (the original's metric)
+    top1_clips: float  # percent of clips
     top5: float
     video_top1: float  # percent of videos
     clips: int  # clips scored, over all processes
@@ -33,6 +41,15 @@ class EvalResult:
 def class_probabilities(outputs: torch.Tensor, outputs_are_probabilities: bool) -> torch.Tensor:
     """Per-clip class probabilities: X3D-M's head already applies a softmax, MViT-B's does not."""
     return outputs if outputs_are_probabilities else outputs.softmax(dim=1)
+
+
+def batch_mean_top1(hits: torch.Tensor, batch_size: int) -> float:
+    """The original's top-1 (percent): ``hits`` (1/0 per clip, in dataset order) cut into
+    consecutive batches of ``batch_size``, the unweighted mean of the batches' accuracies."""
+    if len(hits) == 0:
+        return 0.0
+    per_batch = torch.stack([b.double().mean() for b in hits.split(batch_size)])
+    return 100.0 * float(per_batch.mean())
 
 
 def sync_buffers(module: torch.nn.Module, d: Dist) -> None:
@@ -51,21 +68,28 @@ def evaluate(
     num_classes: int,
     num_videos: int,
     outputs_are_probabilities: bool,
+    num_clips: int,
+    first_clip: int,
+    batch_size: int,
     autocast: AbstractContextManager | None = None,
     prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
     on_batch: Callable[[], None] = lambda: None,
 ) -> EvalResult:
     """Score ``module`` (unwrapped, not DDP: processes may see different batch counts) on the
-    batches ``(clips, labels, video_index)`` of this process, then combine all processes."""
+    batches ``(clips, labels, video_index)`` of this process, which are the val clips
+    ``first_clip, first_clip + 1, ...`` in order; ``num_clips`` is the val set's clip count
+    and ``batch_size`` the global batch size (the metric's batches)."""
     start = time.perf_counter()
     device = d.device
     sync_buffers(module, d)
     module.eval()
     k = min(5, num_classes)
-    counts = torch.zeros(3, dtype=torch.float64, device=device)  # top-1 hits, top-5 hits, clips
+    top1_hits = torch.zeros(num_clips, dtype=torch.float64, device=device)
+    top5_hits = torch.zeros(num_clips, dtype=torch.float64, device=device)
     video_probs = torch.zeros(num_videos, num_classes, dtype=torch.float64, device=device)
     video_clips = torch.zeros(num_videos, dtype=torch.float64, device=device)
     video_label = torch.full((num_videos,), -1, dtype=torch.int64, device=device)
+    position = first_clip
     for clips, labels, video_index in batches:
         clips = prepare(clips) if prepare else clips.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
@@ -74,29 +98,31 @@ def evaluate(
             outputs = module(clips)
         outputs = outputs.float()
         hits = outputs.topk(k, dim=1).indices == labels[:, None]
-        counts[0] += hits[:, 0].sum()
-        counts[1] += hits.any(dim=1).sum()
-        counts[2] += len(labels)
+        n = len(labels)
+        top1_hits[position:position + n] = hits[:, 0].double()
+        top5_hits[position:position + n] = hits.any(dim=1).double()
+        position += n
         probs = class_probabilities(outputs, outputs_are_probabilities).to(torch.float64)
         video_probs.index_add_(0, video_index, probs)
         video_clips.index_add_(0, video_index, torch.ones_like(video_index, dtype=torch.float64))
         video_label[video_index] = labels
         on_batch()
-    all_reduce_sum(d, counts)
+    all_reduce_sum(d, top1_hits)
+    all_reduce_sum(d, top5_hits)
     all_reduce_sum(d, video_probs)
     all_reduce_sum(d, video_clips)
     all_reduce_max(d, video_label)
     seen = video_clips > 0
     video_hits = (video_probs.argmax(dim=1) == video_label)[seen]
-    top1_hits, top5_hits, clips = counts.tolist()
     videos = int(seen.sum())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return EvalResult(
-        top1=100.0 * top1_hits / max(clips, 1),
-        top5=100.0 * top5_hits / max(clips, 1),
+        top1=batch_mean_top1(top1_hits.cpu(), batch_size),
+        top1_clips=100.0 * float(top1_hits.sum()) / max(num_clips, 1),
+        top5=100.0 * float(top5_hits.sum()) / max(num_clips, 1),
         video_top1=100.0 * float(video_hits.sum()) / max(videos, 1),
-        clips=int(clips),
+        clips=num_clips,
         videos=videos,
         seconds=time.perf_counter() - start,
     )

@@ -13,32 +13,30 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+import results_format
 from train import TrainError
 
-EPOCH_COLUMNS = [
-    "epoch", "elapsed_s", "train_s", "eval_s", "lr", "train_loss", "train_top1",
-    "val_top1", "val_top5", "val_video_top1", "clips_per_s", "data_wait_frac", "peak_mem_mb",
-]
-CONFIG_FILE = "config.yaml"
-SYSTEM_FILE = "system.json"
-EPOCHS_FILE = "epochs.csv"
-RUN_FILE = "run.json"
+EPOCH_COLUMNS = list(results_format.EPOCH_COLUMNS)
+CONFIG_FILE = results_format.CONFIG_FILE
+SYSTEM_FILE = results_format.SYSTEM_FILE
+EPOCHS_FILE = results_format.EPOCHS_FILE
+RUN_FILE = results_format.RUN_FILE
 
 # Decimal places kept per column (times to the millisecond, the LR exactly).
-_DECIMALS = {"elapsed_s": 3, "train_s": 3, "eval_s": 3, "train_loss": 6, "train_top1": 4,
-             "val_top1": 4, "val_top5": 4, "val_video_top1": 4, "clips_per_s": 3,
-             "data_wait_frac": 4, "peak_mem_mb": 1}
+_DECIMALS = {"elapsed_s": 3, "train_s": 3, "eval_s": 3, "untimed_s": 3, "train_loss": 6,
+             "train_top1": 4, "val_top1": 4, "val_top1_clips": 4, "val_top5": 4,
+             "val_video_top1": 4, "clips_per_s": 3, "data_wait_frac": 4, "peak_mem_mb": 1}
 
 
 @dataclass
 class RunRecord:
-    """What run.json says. Every process keeps one (the stop decision is taken everywhere);
-    rank 0 writes it."""
+    """What run.json says (results_format.py lists its keys). Every process keeps one (the stop
+    decision is taken everywhere); rank 0 writes it."""
 
     config: dict
     run_id: str
@@ -47,25 +45,71 @@ class RunRecord:
     machine: str
     device: str
     gpus: int
+    nodes: int = 1
     resumed: bool = False
+    restarts: int = 0
     lost_s: float = 0.0
+    untimed_s: float = 0.0
     reached: bool = False
     t_target_s: float | None = None
     epochs_done: int = 0
     finished: bool = False
+    state: str = results_format.STATE_RUNNING
+    store: dict | None = None  # the frame store read (results_format.STORE_KEYS)
+    store_issues: list[str] = field(default_factory=list)  # why the store is not the workload's
+    attempts: list[dict] = field(default_factory=list)  # one per process launch
+
+    def compliance_issues(self) -> list[str]:
+        """One line per reason the run is not comparable with the reference; [] if compliant."""
+        issues = []
+        if self.changed_keys:
+            issues.append("changed: " + ", ".join(self.changed_keys))
+        if self.git_dirty:
+            issues.append("git dirty")
+        issues += self.store_issues
+        machines = {a.get("machine") for a in self.attempts}
+        commits = {a.get("git_commit") for a in self.attempts}
+        if len(machines) > 1:
+            issues.append(f"spans {len(machines)} machines")
+        if len(commits) > 1:
+            issues.append(f"spans {len(commits)} commits")
+        return issues
 
     def to_json(self) -> dict:
         c = self.config
+        issues = self.compliance_issues()
         return {
+            "format": results_format.RESULTS_FORMAT, "protocol": results_format.PROTOCOL_VERSION,
             "config": c["name"], "model": c["model"], "run_id": self.run_id,
-            "target_top1": c["target_top1"], "reached": self.reached,
+            "target_top1": c["target_top1"], "state": self.state, "reached": self.reached,
             "t_target_s": self.t_target_s, "epochs_done": self.epochs_done,
-            "finished": self.finished, "gpus": self.gpus, "workers": c["workers"],
-            "device": self.device, "machine": self.machine,
-            "compliant": not self.changed_keys and not self.git_dirty,
-            "changed_keys": self.changed_keys, "git_dirty": self.git_dirty,
-            "resumed": self.resumed, "lost_s": round(self.lost_s, 3), "seed": c["seed"],
+            "finished": self.finished, "gpus": self.gpus, "nodes": self.nodes,
+            "workers": c["workers"], "device": self.device, "machine": self.machine,
+            "compliant": not issues, "changed_keys": self.changed_keys,
+            "compliance_issues": issues, "git_dirty": self.git_dirty,
+            "resumed": self.resumed, "restarts": self.restarts, "lost_s": round(self.lost_s, 3),
+            "untimed_s": round(self.untimed_s, 3), "seed": c["seed"],
+            "eval_epochs": scheduled_eval_epochs(c), "store": self.store,
+            "attempts": self.attempts,
+            "spans_machines": len({a.get("machine") for a in self.attempts}) > 1,
+            "spans_commits": len({a.get("git_commit") for a in self.attempts}) > 1,
         }
+
+
+def is_scheduled_eval(config: dict, epoch: int) -> bool:
+    """True after every ``eval_period``-th epoch (1-based) and after the last one: the
+    evaluations that can reach the target (WORKLOAD.md: after epochs 10 and 20)."""
+    return (epoch + 1) % config["eval_period"] == 0 or epoch == config["epochs"] - 1
+
+
+def is_extra_eval(config: dict, epoch: int) -> bool:
+    """An extra evaluation (``eval_every``) after this epoch: only where none is scheduled."""
+    every = config.get("eval_every") or 0
+    return every > 0 and (epoch + 1) % every == 0 and not is_scheduled_eval(config, epoch)
+
+
+def scheduled_eval_epochs(config: dict) -> list[int]:
+    return [e for e in range(config["epochs"]) if is_scheduled_eval(config, e)]
 
 
 def new_run_id() -> str:
@@ -126,7 +170,9 @@ def format_row(row: dict) -> dict:
     out = {}
     for k in EPOCH_COLUMNS:
         v = row[k]
-        if k in _DECIMALS and v is not None:
+        if v is None:
+            v = ""
+        elif k in _DECIMALS:
             v = f"{v:.{_DECIMALS[k]}f}"
         elif k == "lr":
             v = repr(float(v))

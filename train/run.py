@@ -1,106 +1,35 @@
 """A whole run: config, processes, data, model, the epoch loop, results and checkpoints.
 
-Per epoch: set the epoch's LR, train, evaluate on every val clip, then (rank 0) append the
-epoch's row to epochs.csv, write the checkpoint and rewrite run.json. The run ends after
-``epochs`` epochs, or at the first evaluation at or above ``target_top1`` when
-``stop_at_target`` is set, or on a NaN/infinite loss (keeping the last good checkpoint).
+Per epoch: set the epoch's LR, train, evaluate if the epoch has a scheduled evaluation (after
+every ``eval_period``-th epoch and the last: epochs 10 and 20 of the workload) or an extra one
+(``eval_every``, off the run clock), then (rank 0) append the epoch's row to epochs.csv, write
+the checkpoint and rewrite run.json. The run ends after ``epochs`` epochs, or at the first
+scheduled evaluation at or above ``target_top1`` when ``stop_at_target`` is set, or on a
+NaN/infinite loss (keeping the last good checkpoint; run.json says "stopped").
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.nn.parallel import DistributedDataParallel
-
 import opts
-from models.speed import SpeedOptionError, apply_channels_last, autocast, compile_model, grad_scaler
+import results_format
+from models.speed import autocast
 from train import TrainError, checkpoint, results, system
+from train.build import Trainee, build_trainee, check_world, restore, seed_epoch
+from train.clock import Clock, Heartbeat, launch_time, read_heartbeat, resume_clock
 from train.data import Data, build_data
-from train.distributed import Dist, broadcast_object, gather_objects, launch_time, setup, shutdown
-from train.evaluate import evaluate
+from train.distributed import Dist, broadcast_object, gather_objects, setup, shutdown
+from train.evaluate import EvalResult, evaluate
 from train.loop import NonFiniteLoss, loss_function, train_one_epoch
-from train.results import RunRecord
+from train.results import RunRecord, is_extra_eval, is_scheduled_eval
 from train.resume import resume_config
-from train.schedule import build_optimizer, config_lr, set_lr
+from train.schedule import config_lr, set_lr
 
 
 class RunStopped(Exception):
     """The run stopped before its end (NaN or infinite loss); its results so far are kept."""
-
-
-@dataclass
-class Trainee:
-    """The model as trained: ``module`` is the plain network (evaluated and checkpointed),
-    ``model`` the same wrapped for training (DDP, compile)."""
-
-    module: torch.nn.Module
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-
-
-def check_world(config: dict, d: Dist) -> dict:
-    """The config with ``gpus`` = the number of processes, which it must match if given."""
-    if config["gpus"] is not None and config["gpus"] != d.world_size:
-        raise TrainError(
-            f"gpus={config['gpus']} but {d.world_size} process(es) are running; launch with "
-            f"torchrun --standalone --nproc-per-node={config['gpus']} -m train ..."
-        )
-    if config["batch_size"] % d.world_size:
-        raise TrainError(
-            f"global batch_size {config['batch_size']} does not divide across "
-            f"{d.world_size} processes; use a process count that divides it"
-        )
-    try:
-        autocast(d.device.type, config["precision"])  # an unusable precision fails here
-    except SpeedOptionError as e:
-        raise opts.ConfigError(f"config {config['name']}: {e}") from None
-    return {**config, "gpus": d.world_size}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def seed_epoch(seed: int, epoch: int, rank: int) -> None:
-    """Seed torch's generators (dropout, drop path) from (seed, epoch, rank): each process
-    draws different masks, and an epoch's draws do not depend on how many loader workers
-    drew seeds before it or on whether the run was resumed."""
-    torch.manual_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
-
-
-def build_model(config: dict) -> torch.nn.Module:
-    import models
-
-    options = {k: config[k] for k in opts.MODEL_OPTIONS[config["model"]]}
-    try:
-        return models.build(config["model"], config["num_classes"], clip_len=config["clip_len"],
-                            crop_size=config["train_crop"], **options)
-    except ValueError as e:
-        raise opts.ConfigError(f"config {config['name']}: {e}") from None
-
-
-def build_trainee(config: dict, d: Dist) -> Trainee:
-    """Model, optimiser and loss scaler, with identical initial weights on every process."""
-    seed_everything(config["seed"])
-    module = build_model(config).to(d.device)
-    if config["channels_last"]:
-        module = apply_channels_last(module)
-    model = module
-    if d.active:
-        model = DistributedDataParallel(
-            module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    if config["compile"]:
-        model = compile_model(model)
-    return Trainee(module, model, build_optimizer(module, config),
-                   grad_scaler(d.device.type, config["precision"]))
 
 
 def run(args: argparse.Namespace, own_start: float) -> None:
@@ -117,12 +46,12 @@ def run(args: argparse.Namespace, own_start: float) -> None:
         carried_s, lost_s = 0.0, 0.0
         if state is not None:
             carried_s, lost_s = broadcast_object(
-                d, checkpoint.resume_clock(state, checkpoint.read_heartbeat(args.resume)))
-        clock = checkpoint.Clock(launch, carried_s)
+                d, resume_clock(state, read_heartbeat(args.resume)))
+        clock = Clock(launch, carried_s)
         data = build_data(config, d)
         trainee = build_trainee(config, d)
         if state is not None:
-            _restore(trainee, state, d)
+            restore(trainee, state, d)
         record, run_dir = broadcast_object(
             d, _open_results(config, changed, previous, state, d, lost_s, args.resume))
         _train(config, d, data, trainee, record, run_dir, clock)
@@ -137,14 +66,6 @@ def _load_checkpoint(run_dir: Path, d: Dist) -> dict:
             f"{run_dir}: the run used {state['world_size']} process(es); resume it with "
             f"torchrun --standalone --nproc-per-node={state['world_size']}")
     return state
-
-
-def _restore(trainee: Trainee, state: dict, d: Dist) -> None:
-    trainee.module.load_state_dict(state["model"])
-    trainee.optimizer.load_state_dict(state["optimizer"])
-    if state["scaler"]:
-        trainee.scaler.load_state_dict(state["scaler"])
-    checkpoint.restore_rng(state["rng"][d.rank])
 
 
 def _open_results(config, changed, previous, state, d: Dist, lost_s, resume_dir):
@@ -165,8 +86,8 @@ def _open_results(config, changed, previous, state, d: Dist, lost_s, resume_dir)
         record = RunRecord(
             config, state["run_id"], changed, previous["git_dirty"] or info["git_dirty"],
             info["machine"], info["device"], d.world_size, resumed=True, lost_s=lost_s,
-            reached=state["reached"], t_target_s=state["t_target_s"],
-            epochs_done=state["epoch"] + 1)
+            untimed_s=state.get("untimed_s", 0.0), reached=state["reached"],
+            t_target_s=state["t_target_s"], epochs_done=state["epoch"] + 1)
         print(f"resuming {run_dir} after epoch {state['epoch']} (lost {lost_s:.1f} s "
               "of work to stops so far, counted in the clock)", flush=True)
     results.write_config(run_dir, config)
@@ -176,14 +97,11 @@ def _open_results(config, changed, previous, state, d: Dist, lost_s, resume_dir)
 
 
 def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run_dir: Path,
-           clock: checkpoint.Clock) -> None:
-    heartbeat = checkpoint.Heartbeat(run_dir if d.is_main else None, clock)
+           clock: Clock) -> None:
+    heartbeat = Heartbeat(run_dir if d.is_main else None, clock)
     heartbeat.beat(force=True)
     criterion = loss_function()
-    probabilities = bool(config.get("head_softmax", False))  # X3D-M's head ends in a softmax
-
-    def prepare(clips: torch.Tensor) -> torch.Tensor:
-        return data.model_input(clips, d.device)
+    untimed_before = record.untimed_s  # untimed seconds of earlier attempts
 
     def done() -> bool:
         return record.epochs_done >= config["epochs"] or (
@@ -199,29 +117,35 @@ def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run
             stats = train_one_epoch(
                 trainee.model, trainee.optimizer, data.train_loader, d, epoch, criterion,
                 on_step=heartbeat.beat, autocast=autocast(d.device.type, config["precision"]),
-                scaler=trainee.scaler, prepare=prepare)
+                scaler=trainee.scaler, prepare=lambda clips: data.model_input(clips, d.device))
         except NonFiniteLoss as e:
+            record.state = results_format.STATE_STOPPED
             if d.is_main:
                 results.write_json(run_dir / results.RUN_FILE, record.to_json())
             last = f"epoch {epoch - 1}" if epoch else "none"
             raise RunStopped(f"{e}; run stopped, last good checkpoint ({last}) kept in "
                              f"{run_dir}") from None
-        val = evaluate(trainee.module, data.val_loader, d, config["num_classes"],
-                       data.num_val_videos, probabilities,
-                       autocast=autocast(d.device.type, config["precision"]),
-                       prepare=prepare, on_batch=heartbeat.beat)
-        elapsed = clock.elapsed()  # the epoch's time stamp: its evaluation just ended
+        kind, val = _evaluate_after(config, epoch, d, data, trainee, clock, heartbeat)
+        elapsed = clock.elapsed()  # the epoch's time stamp: training and any timed evaluation
+        record.untimed_s = untimed_before + clock.untimed_s
         row = {
-            "epoch": epoch, "elapsed_s": elapsed, "train_s": stats.seconds,
-            "eval_s": val.seconds, "lr": lr, "train_loss": stats.loss, "train_top1": stats.top1,
-            "val_top1": val.top1, "val_top5": val.top5, "val_video_top1": val.video_top1,
+            "epoch": epoch, "elapsed_s": elapsed, "train_s": stats.seconds, "eval": kind,
+            "eval_s": val.seconds if val else None, "untimed_s": record.untimed_s, "lr": lr,
+            "train_loss": stats.loss, "train_top1": stats.top1,
+            "val_top1": val.top1 if val else None,
+            "val_top1_clips": val.top1_clips if val else None,
+            "val_top5": val.top5 if val else None,
+            "val_video_top1": val.video_top1 if val else None,
             "clips_per_s": stats.clips / max(stats.seconds, 1e-9),
             "data_wait_frac": stats.data_wait_frac, "peak_mem_mb": stats.peak_mem_mb,
         }
         record.epochs_done = epoch + 1
-        if val.top1 >= config["target_top1"] and not record.reached:
+        if (kind == results_format.EVAL_SCHEDULED and val.top1 >= config["target_top1"]
+                and not record.reached):
             record.reached, record.t_target_s = True, round(elapsed, 3)
         record.finished = done()
+        if record.finished:
+            record.state = results_format.STATE_FINISHED
         rng = gather_objects(d, checkpoint.rng_state())  # every process's generators
         if d.is_main:
             results.append_epoch(run_dir, row)
@@ -232,12 +156,14 @@ def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run
                 "scheduler": {"last_epoch": epoch},  # the LR is a function of the epoch
                 "scaler": trainee.scaler.state_dict(), "rng": rng,
                 "elapsed_s": clock.elapsed(), "lost_s": record.lost_s,
+                "untimed_s": record.untimed_s,
                 "reached": record.reached, "t_target_s": record.t_target_s,
                 "world_size": d.world_size, "run_id": record.run_id,
             })
             results.write_json(run_dir / results.RUN_FILE, record.to_json())
             heartbeat.beat(force=True)
     record.finished = True
+    record.state = results_format.STATE_FINISHED
     if d.is_main:
         results.write_json(run_dir / results.RUN_FILE, record.to_json())
         outcome = (f"reached {config['target_top1']} at {record.t_target_s} s"
@@ -245,12 +171,43 @@ def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run
         print(f"run {record.run_id}: {outcome}; results in {run_dir}", flush=True)
 
 
-def _log_epoch(config: dict, row: dict, val) -> None:
+def _evaluate_after(config: dict, epoch: int, d: Dist, data: Data, trainee: Trainee,
+                    clock: Clock, heartbeat: Heartbeat) -> tuple[str, EvalResult | None]:
+    """The evaluation after ``epoch``, if any: (kind, result). A scheduled one is on the run
+    clock; an extra one runs with the clock stopped. Neither changes training: evaluation
+    draws no random numbers, the loader's workers take their seeds from its own generator,
+    and the model is put back in training mode by the next epoch."""
+    if is_scheduled_eval(config, epoch):
+        kind = results_format.EVAL_SCHEDULED
+    elif is_extra_eval(config, epoch):
+        kind = results_format.EVAL_EXTRA
+    else:
+        return results_format.EVAL_NONE, None
+    sampler = data.val_sampler
+
+    def score() -> EvalResult:
+        return evaluate(
+            trainee.module, data.val_loader, d, config["num_classes"], data.num_val_videos,
+            bool(config.get("head_softmax", False)),  # X3D-M's head ends in a softmax
+            num_clips=len(data.val_set), first_clip=sampler.start,
+            batch_size=config["batch_size"],
+            autocast=autocast(d.device.type, config["precision"]),
+            prepare=lambda clips: data.model_input(clips, d.device), on_batch=heartbeat.beat)
+
+    if kind == results_format.EVAL_SCHEDULED:
+        return kind, score()
+    with clock.untimed():
+        return kind, score()
+
+
+def _log_epoch(config: dict, row: dict, val: EvalResult | None) -> None:
+    evaluation = "no evaluation" if val is None else (
+        f"val top1 {row['val_top1']:.2f} ({row['eval']}) clips {row['val_top1_clips']:.2f} "
+        f"top5 {row['val_top5']:.2f} video {row['val_video_top1']:.2f} "
+        f"({val.clips} clips, {val.videos} videos)")
     print(
         f"epoch {row['epoch']}/{config['epochs'] - 1} lr {row['lr']:.6f} "
-        f"loss {row['train_loss']:.4f} train_top1 {row['train_top1']:.2f} | "
-        f"val top1 {row['val_top1']:.2f} top5 {row['val_top5']:.2f} "
-        f"video {row['val_video_top1']:.2f} ({val.clips} clips, {val.videos} videos) | "
+        f"loss {row['train_loss']:.4f} train_top1 {row['train_top1']:.2f} | {evaluation} | "
         f"{row['clips_per_s']:.1f} clips/s, data wait {row['data_wait_frac']:.0%}, "
         f"peak {row['peak_mem_mb']:.0f} MB | elapsed {row['elapsed_s']:.1f} s",
         flush=True,

@@ -1,0 +1,122 @@
+"""The run clock: what is timed, what is not, and how a resumed run continues it.
+
+The run clock starts when the run is launched (torchrun's start, or the process's start for a
+plain ``python -m train``) and every epoch row records its reading at the end of the epoch.
+Everything after the launch is on the clock (dataset indexing, model build, training, the
+scheduled evaluations, checkpoints) except extra evaluations (``--eval-every``): they run
+inside ``Clock.untimed()``, which stops the clock and adds their time to ``untimed_s``.
+
+Clock rule for a resumed run. While a run trains, rank 0 writes the clock's current reading to
+``heartbeat`` about once a second: the last sign of life of the run. A checkpoint, written after
+every epoch, holds the clock reading at the moment it was taken. When ``--resume`` continues
+from that checkpoint, the clock restarts from
+
+    elapsed at resume = max(checkpoint clock, last heartbeat clock) + time of the new process
+
+so the work the killed run did after its checkpoint (which is thrown away and done again) is
+counted, while the time between the kill and the restart is not. That extra amount is the
+run's lost time: ``lost_s`` in run.json is the sum over all kills of
+``heartbeat clock - checkpoint clock``. Since the heartbeat stores run-clock readings (not wall
+times), and the clock stands still during untimed work, a run killed again before its next
+checkpoint, or during an extra evaluation, is still counted right. At most the heartbeat
+interval (1 s) per kill goes uncounted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from results_format import HEARTBEAT_FILE
+
+
+class Clock:
+    """Run clock: seconds since launch plus the time carried over from before a resume, less
+    the untimed spans (extra evaluations) of this process."""
+
+    def __init__(self, launch_time: float, carried_s: float = 0.0) -> None:
+        self.carried_s = carried_s
+        self.untimed_s = 0.0  # untimed seconds of this process
+        # Anchor the wall-clock launch time to a monotonic counter (immune to clock steps).
+        self._base = time.time() - launch_time
+        self._anchor = time.perf_counter()
+        self._paused_at: float | None = None
+
+    def elapsed(self) -> float:
+        now = time.perf_counter() if self._paused_at is None else self._paused_at
+        return self.carried_s + self._base + (now - self._anchor) - self.untimed_s
+
+    @contextmanager
+    def untimed(self) -> Iterator[None]:
+        """Stop the clock for the block (nested blocks are one span)."""
+        if self._paused_at is not None:
+            yield
+            return
+        self._paused_at = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.untimed_s += time.perf_counter() - self._paused_at
+            self._paused_at = None
+
+
+class Heartbeat:
+    """Writes the run clock to ``<run_dir>/heartbeat`` at most once per ``every`` seconds."""
+
+    def __init__(self, run_dir: Path | None, clock: Clock, every: float = 1.0) -> None:
+        self.path = Path(run_dir) / HEARTBEAT_FILE if run_dir is not None else None
+        self.clock = clock
+        self.every = every
+        self._last = -float("inf")
+
+    def beat(self, force: bool = False) -> None:
+        if self.path is None:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last < self.every:
+            return
+        self._last = now
+        tmp = self.path.with_name(f"{HEARTBEAT_FILE}.tmp")
+        tmp.write_text(f"{self.clock.elapsed():.3f}\n", encoding="ascii")
+        os.replace(tmp, self.path)
+
+
+def read_heartbeat(run_dir: Path) -> float | None:
+    """The last run-clock reading the run wrote, or None if there is none."""
+    try:
+        return float((Path(run_dir) / HEARTBEAT_FILE).read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return None
+
+
+def resume_clock(checkpoint: dict, heartbeat_s: float | None) -> tuple[float, float]:
+    """(clock reading to continue from, total lost seconds) for a resume (see module doc)."""
+    lost_now = max(0.0, (heartbeat_s or 0.0) - checkpoint["elapsed_s"])
+    return checkpoint["elapsed_s"] + lost_now, checkpoint["lost_s"] + lost_now
+
+
+def _process_start(pid: int) -> float | None:
+    """Wall time at which process ``pid`` started (Linux /proc), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])  # field 22 of stat: start time since boot, in ticks
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+        return time.time() - (since_boot - started_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def launch_time(own_start: float) -> float:
+    """When the run was launched: torchrun's own start if this process is one of its workers
+    (so its start-up and rendezvous are timed too), else this process's start."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return own_start
+    launcher = _process_start(os.getppid())
+    # Sanity window: a launcher that started long before is not a fresh torchrun.
+    if launcher is None or not 0.0 <= own_start - launcher <= 600.0:
+        return own_start
+    return launcher
