@@ -6,6 +6,8 @@
 #   GPUS     processes (GPUs) per node               (1)
 #   WORKERS  DataLoader workers per process          (8)
 #   RESULTS  results folder                          (results)
+#   K400     make data: a local Kinetics-400 copy to assemble Kinetics-20 from (none: git)
+#   K20_REPO make data: git repository holding data/kinetics20 (the original benchmark's)
 PYTHON_SYS ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
@@ -21,6 +23,8 @@ STORE   ?= data/frames/$(notdir $(DATA))_$(FORMAT)
 GPUS    ?= 1
 WORKERS ?= 8
 RESULTS ?= results
+K400     ?=
+K20_REPO ?= https://github.com/emadRad/VideoModelBenchmark.git
 CNN_CONFIG         ?= configs/X3D_M.yaml
 TRANSFORMER_CONFIG ?= configs/MVIT_B_16x4.yaml
 TRAIN_ARGS ?=
@@ -38,7 +42,7 @@ DEMO_ARGS    ?=
 
 TORCHRUN := $(VENV)/bin/torchrun --standalone --nproc-per-node=$(GPUS)
 
-.PHONY: venv native synth frames verify bench-cnn bench-transformer resume score demo test faults lint perf clean-venv
+.PHONY: venv native synth data check frames verify bench-cnn bench-transformer resume score demo test faults lint perf clean-venv
 
 venv: $(ENV)
 
@@ -58,6 +62,15 @@ $(STAMP): requirements.txt requirements-test.txt
 
 synth: $(STAMP)
 	$(PY) -m preprocess synth --out $(DEMO_DATA) $(DEMO_SYNTH) $(SYNTH_ARGS)
+
+# Kinetics-20 into $(DATA): from K400= if given, else the original repository (git); checked.
+data: $(STAMP)
+	$(PY) -m preprocess data --out $(DATA) $(if $(K400),--k400 "$(K400)",--repo "$(K20_REPO)")
+
+# Is $(DATA) the benchmark's Kinetics-20? (differences in $(DATA)_check.csv; frames and verify
+# run the same check)
+check: $(STAMP)
+	$(PY) -m preprocess check --data $(DATA)
 
 frames: $(STAMP)
 	$(PY) -m preprocess frames --data $(DATA) --out $(STORE) --format $(FORMAT)

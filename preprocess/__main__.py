@@ -1,4 +1,5 @@
-"""Command line of the preprocessing stage: ``python -m preprocess {synth,frames,verify}``."""
+"""Command line of the preprocessing stage:
+``python -m preprocess {synth,frames,verify,check,data}``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from preprocess.getdata import DEFAULT_REPO, GetDataError, default_csv
 from preprocess.kinetics import LayoutError
 from preprocess.resample import parse_fps
 from preprocess.store import FORMATS, StoreError
 from preprocess.synth import SynthError, SynthOptions
 
-USER_ERRORS = (LayoutError, StoreError, SynthError)
+USER_ERRORS = (LayoutError, StoreError, SynthError, GetDataError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check a frame store against its index")
     v.add_argument("--store", type=Path, required=True)
     v.add_argument("--jobs", type=int, default=-1, help="parallel processes (-1: all cores)")
+
+    manifest = dict(type=Path, help="reference list split,class,file "
+                    "(default: preprocess/kinetics20_manifest.csv)")
+    c = sub.add_parser("check", help="compare a dataset folder with the Kinetics-20 manifest "
+                       "(exit 1 if it differs)")
+    c.add_argument("--data", type=Path, required=True, help="dataset folder (Kinetics layout)")
+    c.add_argument("--csv", type=Path, help="where to write the differences "
+                   "(default: <data>_check.csv beside the folder)")
+    c.add_argument("--manifest", **manifest)
+
+    g = sub.add_parser("data", help="get the benchmark's Kinetics-20, then check it")
+    g.add_argument("--out", type=Path, default=Path("data/kinetics20"))
+    g.add_argument("--k400", type=Path, help="assemble it from this Kinetics-400 copy (files "
+                   "found by name at any depth) instead of fetching it with git")
+    g.add_argument("--repo", default=DEFAULT_REPO, help="git repository with data/kinetics20")
+    g.add_argument("--csv", type=Path, help="where the check writes the differences")
+    g.add_argument("--manifest", **manifest)
     return parser
 
 
@@ -74,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
         opts = ExtractOptions(args.format, args.short_side, args.quality)
         summary = build_store(args.data, args.out, opts, jobs=args.jobs)
         return 1 if args.strict and summary.failed else 0
+    if args.command == "check":
+        from preprocess.dataset_check import run_check
+
+        return 0 if run_check(args.data, args.csv or default_csv(args.data),
+                              args.manifest).matches else 1
+    if args.command == "data":
+        from preprocess.getdata import get_data
+
+        return 0 if get_data(args.out, args.k400, args.repo, args.csv,
+                             args.manifest).matches else 1
     from preprocess.verify import verify_store
 
     problems = verify_store(args.store, jobs=args.jobs)

@@ -1,6 +1,9 @@
 """Check a frame store against its index (``python -m preprocess verify``): every indexed
 frame is present and decodes to the recorded size, frame counts match, labels match the
-classes of store.json. Problems are reported with the file they concern."""
+classes of store.json, and the index still has the fingerprint recorded in store.json when the
+store was built. Problems are reported with the file they concern. It also runs the dataset
+check again on the folder the store was built from and says whether that folder is (still)
+the benchmark's Kinetics-20."""
 
 from __future__ import annotations
 
@@ -10,9 +13,13 @@ from pathlib import Path
 import simplejpeg
 
 from preprocess import pack
+from preprocess.dataset_check import check_dataset, verdict
+from preprocess.identity import store_fingerprint
 from preprocess.kinetics import SPLITS
 from preprocess.store import (
+    SETTINGS_FILE,
     StoreError,
+    StoreSettings,
     VideoRecord,
     frame_name,
     is_packed,
@@ -77,6 +84,37 @@ def _check_many(store: Path, records: list[VideoRecord], classes: tuple[str, ...
     return [p for r in records for p in check_video(store, r, classes)]
 
 
+def check_identity(store: Path, settings: StoreSettings) -> tuple[list[str], list[str]]:
+    """Problems and notes about the store's identity record and its dataset folder."""
+    recorded = settings.identity
+    if not recorded:
+        return [], [f"{Path(store) / SETTINGS_FILE}: no identity record (built by an older "
+                    "version, or the build did not finish); run make frames to record one"]
+    problems, notes = [], []
+    now = store_fingerprint(store)
+    if recorded.get("fingerprint") != now:
+        problems.append(f"{Path(store) / SETTINGS_FILE}: recorded fingerprint "
+                        f"{recorded.get('fingerprint')}, the index gives {now}: the store "
+                        "changed since it was built; run make frames again")
+    check = recorded.get("dataset_check") or {}
+    if check:
+        notes.append(f"dataset when built: {settings.source}: {verdict(check)}; "
+                     f"{recorded.get('failed_videos', 0)} videos failed")
+    source = Path(settings.source)
+    if not source.is_dir():
+        notes.append(f"{source}: the dataset folder is gone; the dataset check was not redone")
+    elif check:
+        try:
+            current = check_dataset(source).record()
+        except OSError as e:
+            return problems, notes + [f"{source}: cannot list the dataset folder ({e})"]
+        same = all(current[k] == check.get(k)
+                   for k in ("matches_kinetics20", "missing", "extra", "manifest_sha256"))
+        notes.append(f"dataset now: {source}: {verdict(current)}" + (
+            "" if same else "; it changed since the store was built: run make frames"))
+    return problems, notes
+
+
 def verify_store(store: Path, jobs: int = -1, quiet: bool = False) -> list[str]:
     """All problems of the store (empty if it is sound); prints them and a summary line."""
     from joblib import Parallel, delayed
@@ -102,7 +140,11 @@ def verify_store(store: Path, jobs: int = -1, quiet: bool = False) -> list[str]:
         bar.update(8)
     bar.close()
     frames = sum(r.kept_frames for r in records)
+    identity_problems, notes = check_identity(store, settings)
+    problems += identity_problems
     if not quiet:
+        for note in notes:
+            print(f"note: {note}")
         for p in problems[:50]:
             print(f"problem: {p}", file=sys.stderr)
         if len(problems) > 50:
