@@ -12,6 +12,7 @@ from pathlib import Path
 from score import ScoreError
 from score.load import load_results
 from score.plots import plot_accuracy_vs_time, plot_throughput
+from score.readers import safe_text, shown
 from score.reference import Reference, load_reference
 from score.stats import apply_reference, benchmark_scores, group_models
 from score.tables import reference_line, render_text, score_tables, write_csv, write_markdown
@@ -26,7 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Score training runs: time to target accuracy against a reference.",
     )
     parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="results folder <results>/<config>/<run_id>/ (default: results)")
+                        help="results folder; runs are found at any depth under it, e.g. "
+                             "<results>/<config>/<run_id>/ (default: results)")
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
                         help="reference YAML file, or a results folder measured on another "
                              "machine (default: configs/reference.yaml)")
@@ -36,22 +38,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {safe_text(warning)}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     reference: Reference = load_reference(args.reference, warnings)
     runs = load_results(args.results, warnings)
     if not runs:
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        raise ScoreError(f"{args.results}: no readable run (expected "
-                         "<results>/<config>/<run_id>/run.json and epochs.csv)")
+        print_warnings(warnings)
+        raise ScoreError(f"{shown(args.results)}: no readable run (looked for folders holding "
+                         "run.json and epochs.csv at any depth under it)")
 
     results = group_models(runs)
     apply_reference(results, reference, warnings)
     models = list(reference.t_ref_s)
     benchmarks = benchmark_scores(results, models)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    print_warnings(warnings)
 
     tables = score_tables(runs, results, benchmarks, models)
     print(reference_line(reference) + "\n")
@@ -66,20 +71,25 @@ def run(args: argparse.Namespace) -> int:
         plot_throughput(runs, out / PLOT_FILES[1])
     write_csv(out / "score.csv", runs, results, benchmarks, models)
     write_markdown(out / "score.md", reference, tables, warnings, list(PLOT_FILES))
-    written = ", ".join(str(out / name) for name in ("score.csv", "score.md", *PLOT_FILES))
+    written = ", ".join(shown(out / name) for name in ("score.csv", "score.md", *PLOT_FILES))
     print(f"Wrote {written}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal whose encoding lacks a character gets an escape, not a crash.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return run(args)
     except ScoreError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {safe_text(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # e.g. --out not writable
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        name = shown(error.filename) if error.filename else ""
+        print(f"error: {name}: {safe_text(error.strerror or error)}", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,7 @@
 """Plots that show where the time went: accuracy against wall time, and per-epoch throughput.
 
-One panel per config; one colour per machine (and GPU count), the same in every panel and
-both figures. Non-compliant runs are dashed, runs still in progress are faded.
+One panel per config; one colour per machine and hardware (GPUs, or CPU processes), the same
+in every panel and both figures. Non-compliant runs are dashed, runs still in progress are faded.
 """
 
 from pathlib import Path
@@ -14,15 +14,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from results_format import STATUS_IN_PROGRESS  # noqa: E402
 from score.files import atomic_output  # noqa: E402
 from score.load import Run  # noqa: E402
+from score.readers import safe_text  # noqa: E402
 
 PANEL_SIZE = (6.0, 4.2)
 
 
+def _label(text: str, limit: int = 60) -> str:
+    """Plot text in ASCII (a glyph missing from the font would be a library warning), with
+    "$" escaped (matplotlib reads text between two "$" as a formula, and fails on a bad one)."""
+    text = safe_text(text, limit).encode("ascii", "backslashreplace").decode("ascii")
+    return text.replace("$", r"\$")
+
+
 def _machine_key(run: Run) -> str:
-    machine = run.machine if len(run.machine) <= 60 else run.machine[:57] + "..."
-    return f"{machine} ({run.gpus} GPU{'s' if run.gpus != 1 else ''})"
+    return f"{_label(run.machine)} ({run.hardware})"
 
 
 def _style(runs: list[Run]) -> dict[str, str]:
@@ -35,7 +43,7 @@ def _line_kwargs(run: Run, colours: dict[str, str]) -> dict:
     return {
         "color": colours[_machine_key(run)],
         "linestyle": "-" if not run.compliance_issues else "--",
-        "alpha": 0.45 if run.status == "in progress/incomplete" else 0.9,
+        "alpha": 0.45 if run.status == STATUS_IN_PROGRESS else 0.9,
         "marker": ".",
         "linewidth": 1.2,
     }
@@ -72,17 +80,16 @@ def plot_accuracy_vs_time(runs: list[Run], path: Path) -> None:
             epochs = run.epochs.dropna(subset=["val_top1"])
             ax.plot(epochs["elapsed_s"], epochs["val_top1"], **_line_kwargs(run, colours))
             if run.t_bench_s is not None:
-                crossing = epochs[epochs["val_top1"] >= run.target_top1]["val_top1"].iloc[0]
-                ax.plot([run.t_bench_s], [crossing], "o", markersize=7, fillstyle="none",
-                        color=colours[_machine_key(run)])
+                ax.plot([run.t_bench_s], [run.crossing_top1], "o", markersize=7,
+                        fillstyle="none", color=colours[_machine_key(run)])
         target_lines = []
         for target in sorted({run.target_top1 for run in members}):
             ax.axhline(target, color="dimgray", linestyle=":", linewidth=1.2)
             target_lines.append(Line2D([], [], color="dimgray", linestyle=":",
                                        label=f"target {target:g}%"))
         crossing_mark = Line2D([], [], marker="o", fillstyle="none", linestyle="",
-                               color="black", label="t_bench (first crossing)")
-        ax.set(title=config, xlabel="elapsed wall time (s)", ylabel="val top-1 (%)")
+                               color="black", label="t_bench (first scheduled crossing)")
+        ax.set(title=_label(config), xlabel="elapsed wall time (s)", ylabel="val top-1 (%)")
         ax.grid(alpha=0.3)
         _legend(ax, members, colours, target_lines + [crossing_mark])
     _save(fig, path)
@@ -100,9 +107,9 @@ def plot_throughput(runs: list[Run], path: Path) -> None:
             style = _line_kwargs(run, colours)
             speed_ax.plot(run.epochs["epoch"], run.epochs["clips_per_s"], **style)
             wait_ax.plot(run.epochs["epoch"], 100 * run.epochs["data_wait_frac"], **style)
-        speed_ax.set(title=f"{config}: training throughput", ylabel="clips/s")
-        wait_ax.set(title=f"{config}: time waiting for data", ylabel="data wait (% of train)",
-                    xlabel="epoch", ylim=(0, 100))
+        speed_ax.set(title=f"{_label(config)}: training throughput", ylabel="clips/s")
+        wait_ax.set(title=f"{_label(config)}: time waiting for data",
+                    ylabel="data wait (% of train)", xlabel="epoch", ylim=(0, 100))
         for ax in (speed_ax, wait_ax):
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -7,7 +7,7 @@ Reference file (YAML):
     t_ref_s: {X3D_M: 7456.88, MVIT_B_16x4: 7725.12}   # seconds, per config name
 """
 
-import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,8 @@ import yaml
 
 from score import ScoreError
 from score.load import COMPLIANT, load_results
+from score.readers import MAX_JSON_BYTES, read_regular, safe_text, shown
+from score.record import is_number
 from score.stats import group_models
 
 
@@ -38,11 +40,13 @@ def load_reference(path: Path, warnings: list[str]) -> Reference:
 def read_reference_file(path: Path, warnings: list[str]) -> Reference:
     """Read a reference file such as configs/reference.yaml (format in the module doc)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ScoreError(f"{path}: reference file not found; pass --reference <file or "
-                         "results folder>") from error
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        data = yaml.safe_load(read_regular(path, MAX_JSON_BYTES).decode("utf-8"))
+    except ScoreError as error:
+        if os.path.lexists(path):
+            raise
+        raise ScoreError(f"{shown(path)}: reference file not found; pass --reference <file "
+                         "or results folder>") from error
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ScoreError(f"{path}: reference file is not valid YAML ({first_line})") from error
     if not isinstance(data, dict):
@@ -55,12 +59,11 @@ def read_reference_file(path: Path, warnings: list[str]) -> Reference:
         raise ScoreError(f"{path}: 't_ref_s' must map config names to seconds")
     t_ref_s = {}
     for config, seconds in times.items():
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
-                or not math.isfinite(seconds) or seconds <= 0:
+        if not is_number(seconds) or seconds <= 0:
             warnings.append(f"{path}: t_ref_s of '{config}' is {seconds!r}, not a positive "
                             "number of seconds; ignored")
             continue
-        t_ref_s[str(config)] = float(seconds)
+        t_ref_s[safe_text(config, 120)] = float(seconds)
     if not t_ref_s:
         raise ScoreError(f"{path}: no usable t_ref_s entry")
     return Reference(
@@ -82,22 +85,22 @@ def reference_from_results(folder: Path, warnings: list[str]) -> Reference:
     for config in sorted({r.config for r in results}):
         usable = [r for r in results if r.config == config and r.t_bench_s is not None]
         if len(usable) > 1:
-            found = "; ".join(f"{r.machine} with {r.gpus} GPU(s)" for r in usable)
-            warnings.append(f"{folder}: reference results hold {config} from several machines "
-                            f"({found}); {config} has no reference")
+            found = "; ".join(f"{r.machine} with {r.hardware}" for r in usable)
+            warnings.append(f"{shown(folder)}: reference results hold {config} from several "
+                            f"machines ({found}); {config} has no reference")
         elif not usable:
-            warnings.append(f"{folder}: no compliant {config} result with a t_bench; "
+            warnings.append(f"{shown(folder)}: no compliant {config} result with a t_bench; "
                             f"{config} has no reference")
         else:
             t_ref_s[config], gpus[config] = usable[0].t_bench_s, usable[0].gpus
             machines[config] = usable[0].machine
     if not t_ref_s:
-        raise ScoreError(f"{folder}: no compliant run reaching its target; cannot be used "
+        raise ScoreError(f"{shown(folder)}: no compliant run reaching its target; cannot be used "
                          "as a reference")
     described = ", ".join(f"{c} {t_ref_s[c]:.1f} s on {gpus[c]} GPU(s)" for c in t_ref_s)
     return Reference(
-        source=str(folder),
-        description=f"aggregate t_bench of the compliant runs in {folder}: {described}",
+        source=shown(folder),
+        description=f"aggregate t_bench of the compliant runs in {shown(folder)}: {described}",
         machine=" / ".join(sorted(set(machines.values()))),
         t_ref_s=t_ref_s,
         gpus=gpus,

@@ -1,17 +1,21 @@
 """From runs to per-model results (aggregate t_bench, spread, score) and benchmark scores.
 
-Aggregation rules (documented in the README, "Reading the score"):
-- A group is the runs of one config on one machine with one GPU count and one compliance
-  class. Runs still in progress are shown but not counted.
+Aggregation rules (documented in the README, "Reading the results"):
+- A group is the runs of one config on one machine with one hardware (device, process and
+  node count) and one compliance class. Runs in progress are shown but not counted.
+- A run that did not reach the target is a missed run, whatever the reason: finished below
+  the target (not converged), stopped on a NaN/infinite loss, or abandoned (its heartbeat
+  stopped long ago). A group is never scored on its survivors only.
 - 5 or more counted runs: olympic mean (drop the fastest and the slowest, average the rest).
-  One run that never reached the target counts as the slowest and is dropped; with more than
-  one, the group has no score.
-- 2 to 4 counted runs: median, with runs that never reached the target counted as infinitely
-  slow (the same rule as above). The group is flagged when any run missed the target, and has
-  no score when the median itself is one of those runs (half or more of them missed it).
+  One missed run counts as the slowest and is dropped; with more than one, the group has no
+  score.
+- 2 to 4 counted runs: median, with missed runs counted as infinitely slow (the same rule as
+  above). The group is flagged when any run missed the target, and has no score when the
+  median itself is one of those runs (half or more of them missed it).
 - 1 counted run: that run's t_bench, shown as a single run.
 The spread (min, max, coefficient of variation = sample standard deviation / mean) is taken
-over the runs that reached the target.
+over the runs that reached the target. A group whose runs read different frame stores (by
+fingerprint) is flagged.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from results_format import (
+    MISSED_STATUSES,
+    STATUS_ABANDONED,
+    STATUS_IN_PROGRESS,
+    STATUS_NOT_CONVERGED,
+    STATUS_REACHED,
+    STATUS_STOPPED,
+)
 from score.load import COMPLIANT, Run
 
 if TYPE_CHECKING:
@@ -38,11 +50,12 @@ class Aggregate:
 
 @dataclass
 class ModelResult:
-    """One group: a config on one machine, GPU count and compliance class."""
+    """One group: a config on one machine, hardware and compliance class."""
 
     config: str
     machine: str
-    gpus: int
+    hardware: str  # Run.hardware: "4 GPUs", "1 CPU process"
+    gpus: int  # processes in all, the n_gpu_bench of the score
     compliance: str
     runs: list[Run] = field(repr=False)
     method: str = ""
@@ -55,14 +68,31 @@ class ModelResult:
     gpus_ref: int | None = None
     score: float | None = None
 
-    def count(self, status: str) -> int:
-        return sum(run.status == status for run in self.runs)
+    def count(self, *statuses: str) -> int:
+        return sum(run.status in statuses for run in self.runs)
+
+    @property
+    def missed(self) -> int:
+        return self.count(*MISSED_STATUSES)
+
+    @property
+    def stores(self) -> list[str]:
+        """The distinct stores its runs read (summary text), "store not recorded" included."""
+        return sorted({run.store.summary if run.store else "store not recorded"
+                       for run in self.runs})
+
+    @property
+    def store(self) -> str:
+        stores = self.stores
+        if len(stores) == 1:
+            return stores[0]
+        return f"DIFFERENT STORES: {' | '.join(stores)}"
 
 
 @dataclass
 class BenchmarkResult:
     machine: str
-    gpus: int
+    hardware: str
     compliance: str
     scores: dict[str, float | None]
     mean: float | None = None
@@ -99,34 +129,52 @@ def per_model_score(t_ref_s: float, gpus_ref: int, t_bench_s: float, gpus: int) 
 
 
 def group_models(runs: list[Run]) -> list[ModelResult]:
-    """Group runs by (compliance, config, machine, gpus) and aggregate each group."""
-    groups: dict[tuple[str, str, str, int], list[Run]] = {}
+    """Group runs by (compliance, config, machine, hardware) and aggregate each group."""
+    groups: dict[tuple[str, str, str, int, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.compliance, run.config, run.machine, run.gpus), []).append(run)
+        key = (run.compliance, run.config, run.machine, run.gpus, run.hardware)
+        groups.setdefault(key, []).append(run)
 
-    def order(key: tuple[str, str, str, int]) -> tuple:
-        compliance, config, machine, gpus = key
-        return (compliance != COMPLIANT, compliance, machine, gpus, config)
+    def order(key: tuple[str, str, str, int, str]) -> tuple:
+        compliance, config, machine, gpus, hardware = key
+        return (compliance != COMPLIANT, compliance, machine, gpus, hardware, config)
 
     results = []
     for key in sorted(groups, key=order):
-        compliance, config, machine, gpus = key
+        compliance, config, machine, gpus, hardware = key
         members = sorted(groups[key], key=lambda run: run.run_id)
-        result = ModelResult(config, machine, gpus, compliance, members)
-        converged = [run.t_bench_s for run in members if run.t_bench_s is not None]
-        summary = aggregate(converged, result.count("not reached"))
+        result = ModelResult(config, machine, hardware, gpus, compliance, members)
+        # Only reached runs have a t_bench: a missed run of any kind counts as never reaching.
+        converged = [run.t_bench_s for run in members if run.status == STATUS_REACHED]
+        summary = aggregate(converged, result.missed)
         result.method, result.t_bench_s = summary.method, summary.t_bench_s
         result.notes += [summary.note] if summary.note else []
         if converged:
             result.t_min_s, result.t_max_s = min(converged), max(converged)
         if len(converged) >= 2:
             result.cv = statistics.stdev(converged) / statistics.fmean(converged)
-        if result.count("in progress/incomplete"):
-            result.notes.append(f"{result.count('in progress/incomplete')} run(s) in progress")
+        result.notes += _status_notes(result)
+        if len(result.stores) > 1:
+            result.notes.append(f"runs read {len(result.stores)} different stores")
         if any(run.resumed for run in members):
             result.notes.append("includes resumed runs")
+        spans = [run for run in members
+                 if run.attempts.spans_machines or run.attempts.spans_commits]
+        if spans:
+            result.notes.append(f"{len(spans)} run(s) span machines or commits")
         results.append(result)
     return results
+
+
+def _status_notes(result: ModelResult) -> list[str]:
+    """How many runs missed the target, by kind, and how many are still running."""
+    kinds = [(STATUS_NOT_CONVERGED, "not converged"), (STATUS_STOPPED, "stopped on NaN/inf"),
+             (STATUS_ABANDONED, "abandoned")]
+    missed = [f"{result.count(status)} {name}" for status, name in kinds if result.count(status)]
+    notes = [f"missed: {', '.join(missed)}"] if missed else []
+    if result.count(STATUS_IN_PROGRESS):
+        notes.append(f"{result.count(STATUS_IN_PROGRESS)} run(s) in progress (not counted)")
+    return notes
 
 
 def apply_reference(
@@ -155,7 +203,7 @@ def apply_reference(
 
 
 def benchmark_scores(results: list[ModelResult], models: list[str]) -> list[BenchmarkResult]:
-    """Benchmark score per machine and GPU count: mean of the per-model scores of `models`.
+    """Benchmark score per machine and hardware: mean of the per-model scores of `models`.
 
     Compliant and non-compliant results are never mixed into one compliant score; a
     non-compliant benchmark row uses the non-compliant result of a model where there is one
@@ -164,12 +212,13 @@ def benchmark_scores(results: list[ModelResult], models: list[str]) -> list[Benc
     if len(models) < 2:
         return []
     rows = []
-    for machine, gpus in sorted({(r.machine, r.gpus) for r in results if r.config in models}):
+    places = sorted({(r.machine, r.gpus, r.hardware) for r in results if r.config in models})
+    for machine, _, hardware in places:
         here = [r for r in results
-                if (r.machine, r.gpus) == (machine, gpus) and r.config in models]
+                if (r.machine, r.hardware) == (machine, hardware) and r.config in models]
         compliant = {r.config: r for r in here if r.compliance == COMPLIANT}
         if compliant:
-            rows.append(_benchmark(machine, gpus, COMPLIANT, compliant, models))
+            rows.append(_benchmark(machine, hardware, COMPLIANT, compliant, models))
         variants: dict[str, list[ModelResult]] = {}
         for result in here:
             if result.compliance != COMPLIANT:
@@ -179,20 +228,21 @@ def benchmark_scores(results: list[ModelResult], models: list[str]) -> list[Benc
         several = sorted(config for config, found in variants.items() if len(found) > 1)
         if several:
             rows.append(BenchmarkResult(
-                machine, gpus, "non-compliant", {m: None for m in models},
+                machine, hardware, "non-compliant", {m: None for m in models},
                 note=f"no benchmark score: several non-compliant variants of {', '.join(several)}",
             ))
             continue
         chosen = compliant | {config: found[0] for config, found in variants.items()}
-        rows.append(_benchmark(machine, gpus, "non-compliant", chosen, models))
+        rows.append(_benchmark(machine, hardware, "non-compliant", chosen, models))
     return rows
 
 
 def _benchmark(
-    machine: str, gpus: int, compliance: str, chosen: dict[str, ModelResult], models: list[str]
+    machine: str, hardware: str, compliance: str, chosen: dict[str, ModelResult],
+    models: list[str],
 ) -> BenchmarkResult:
     scores = {model: chosen[model].score if model in chosen else None for model in models}
-    row = BenchmarkResult(machine, gpus, compliance, scores)
+    row = BenchmarkResult(machine, hardware, compliance, scores)
     absent = [model for model in models if model not in chosen]
     unscored = [model for model in models if model in chosen and scores[model] is None]
     if absent or unscored:

@@ -6,16 +6,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from results_format import (
+    STATUS_ABANDONED,
+    STATUS_IN_PROGRESS,
+    STATUS_NOT_CONVERGED,
+    STATUS_REACHED,
+    STATUS_STOPPED,
+)
 from score.files import atomic_output, write_text_atomic
 from score.load import COMPLIANT, Run
+from score.readers import safe_text
 from score.reference import Reference
 from score.stats import BenchmarkResult, ModelResult
 
 FORMULA = "score = t_ref / t_bench x n_gpu_ref / n_gpu_bench (above 1: faster per GPU)"
 CSV_COLUMNS = (
-    "row", "compliance", "machine", "gpus", "config", "run_id", "epochs", "runs", "reached",
-    "not_reached", "in_progress", "method", "t_bench_s", "t_min_s", "t_max_s", "cv", "t_ref_s",
-    "gpus_ref", "score", "score_geomean", "notes",
+    "row", "compliance", "machine", "hardware", "device", "gpus", "nodes", "config", "run_id",
+    "status", "protocol", "epochs", "runs", "reached", "missed", "not_converged", "stopped",
+    "abandoned", "in_progress", "method", "t_bench_s", "t_min_s", "t_max_s", "cv", "t_ref_s",
+    "gpus_ref", "score", "score_geomean", "store", "path", "notes",
 )
 
 
@@ -35,10 +44,14 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
 
 
 def _run_count(result: ModelResult) -> str:
-    counted = result.count("reached") + result.count("not reached")
-    text = f"{result.count('reached')}/{counted} reached"
-    running = result.count("in progress/incomplete")
+    reached = result.count(STATUS_REACHED)
+    text = f"{reached}/{reached + result.missed} reached"
+    running = result.count(STATUS_IN_PROGRESS)
     return text + (f" +{running} running" if running else "")
+
+
+def _store(run: Run) -> str:
+    return run.store.short if run.store else "not recorded"
 
 
 def run_table(runs: list[Run]) -> Table:
@@ -47,32 +60,34 @@ def run_table(runs: list[Run]) -> Table:
                                            r.run_id)):
         best = run.epochs["val_top1"].max() if len(run.epochs) else None
         rows.append([
-            run.config, run.machine, str(run.gpus), run.run_id, str(len(run.epochs)),
-            f"{_fmt(best, 2)} / {run.target_top1:g}", _fmt(run.t_bench_s),
+            run.config, run.machine, run.hardware, run.run_id, str(len(run.epochs)),
+            f"{_fmt(best, 2)} / {run.target_top1:g}", _fmt(run.t_bench_s), _store(run),
             ", ".join(run.labels),
         ])
-    headers = ["config", "machine", "gpus", "run", "epochs", "best / target top-1",
-               "t_bench (s)", "labels"]
-    return Table("Runs", headers, rows, {2, 4, 6})
+    headers = ["config", "machine", "hardware", "run", "epochs", "best / target top-1",
+               "t_bench (s)", "store", "labels"]
+    return Table("Runs (best: any evaluation; t_bench: the first scheduled one at the target)",
+                 headers, rows, {4, 6})
 
 
-NON_COMPLIANT_TITLE = "NON-COMPLIANT runs (changed workload or dirty code; not comparable)"
+NON_COMPLIANT_TITLE = ("NON-COMPLIANT runs (older protocol, changed workload or store, or dirty "
+                       "code; not comparable)")
 
 
 def model_table(results: list[ModelResult], compliant: bool) -> Table:
     rows = [
         ([] if compliant else [r.compliance])
         + [
-            r.config, r.machine, str(r.gpus), _run_count(r), r.method, _fmt(r.t_bench_s),
+            r.config, r.machine, r.hardware, _run_count(r), r.method, _fmt(r.t_bench_s),
             _fmt(r.t_min_s), _fmt(r.t_max_s), _fmt(None if r.cv is None else 100 * r.cv, 1, "%"),
             _fmt(r.t_ref_s, 2), "-" if r.gpus_ref is None else str(r.gpus_ref),
-            _fmt(r.score, 3), "; ".join(r.notes),
+            _fmt(r.score, 3), r.store, "; ".join(r.notes),
         ]
         for r in results
     ]
-    headers = ["config", "machine", "gpus", "runs", "method", "t_bench (s)", "min", "max", "CV",
-               "t_ref (s)", "gpus_ref", "score", "notes"]
-    numeric = {2, 5, 6, 7, 8, 9, 10, 11}
+    headers = ["config", "machine", "hardware", "runs", "method", "t_bench (s)", "min", "max",
+               "CV", "t_ref (s)", "gpus_ref", "score", "store", "notes"]
+    numeric = {5, 6, 7, 8, 9, 10, 11}
     title = f"Per-model scores: {FORMULA}"
     if not compliant:
         headers, numeric = ["class", *headers], {i + 1 for i in numeric}
@@ -82,13 +97,14 @@ def model_table(results: list[ModelResult], compliant: bool) -> Table:
 
 def benchmark_table(rows: list[BenchmarkResult], models: list[str], compliant: bool) -> Table:
     body = [
-        [row.machine, str(row.gpus)]
+        [row.machine, row.hardware]
         + [_fmt(row.scores[m], 3) for m in models]
         + [_fmt(row.mean, 3), _fmt(row.geomean, 3), row.note]
         for row in rows
     ]
-    headers = ["machine", "gpus", *models, "benchmark score (mean)", "geometric mean", "notes"]
-    numeric = set(range(1, 4 + len(models)))
+    headers = ["machine", "hardware", *models, "benchmark score (mean)", "geometric mean",
+               "notes"]
+    numeric = set(range(2, 4 + len(models)))
     title = "Benchmark score: arithmetic mean of the per-model scores (geometric mean beside it)"
     if not compliant:
         title = f"Benchmark score, {NON_COMPLIANT_TITLE}"
@@ -117,8 +133,8 @@ def render_text(table: Table) -> str:
         return f"{table.title}\n"
     if not table.rows:
         return f"{table.title}\n  (none)\n"
-    widths = [max(len(h), *(len(row[i]) for row in table.rows))
-              for i, h in enumerate(table.headers)]
+    rows = [[safe_text(cell) for cell in row] for row in table.rows]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(table.headers)]
 
     def line(cells: list[str]) -> str:
         parts = [cell.rjust(w) if i in table.numeric else cell.ljust(w)
@@ -126,7 +142,7 @@ def render_text(table: Table) -> str:
         return "  ".join(parts).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([table.title, line(table.headers), rule, *map(line, table.rows)]) + "\n"
+    return "\n".join([table.title, line(table.headers), rule, *map(line, rows)]) + "\n"
 
 
 def render_markdown(table: Table) -> str:
@@ -136,7 +152,7 @@ def render_markdown(table: Table) -> str:
         return f"## {table.title}\n\n(none)\n"
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+        return "| " + " | ".join(safe_text(cell).replace("|", "\\|") for cell in cells) + " |"
 
     align = ["---:" if i in table.numeric else "---" for i in range(len(table.headers))]
     return "\n".join([f"## {table.title}", "", line(table.headers), line(align),
@@ -146,8 +162,8 @@ def render_markdown(table: Table) -> str:
 def reference_line(reference: Reference) -> str:
     times = ", ".join(f"{c} {t:.2f} s on {reference.gpus[c]} GPU(s)"
                       for c, t in reference.t_ref_s.items())
-    text = f"Reference: {reference.machine} ({reference.source}): {times}."
-    return text + (f"\n{reference.description}" if reference.description else "")
+    text = safe_text(f"Reference: {reference.machine} ({reference.source}): {times}.")
+    return text + (f"\n{safe_text(reference.description)}" if reference.description else "")
 
 
 def write_markdown(path: Path, reference: Reference, tables: list[Table],
@@ -155,7 +171,7 @@ def write_markdown(path: Path, reference: Reference, tables: list[Table],
     parts = ["# Benchmark score", "", reference_line(reference), ""]
     parts += [render_markdown(table) for table in tables]
     if warnings:
-        parts += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
+        parts += ["## Warnings", "", *(f"- {safe_text(w)}" for w in warnings), ""]
     parts += [f"![{Path(name).stem}]({name})\n" for name in plots]
     write_text_atomic(path, "\n".join(parts))
 
@@ -164,26 +180,35 @@ def write_csv(path: Path, runs: list[Run], results: list[ModelResult],
               benchmarks: list[BenchmarkResult], models: list[str]) -> None:
     """One tidy CSV: `row` says whether a line is a run, a per-model result or a benchmark."""
     records = [
-        {"row": "run", "compliance": run.compliance, "machine": run.machine, "gpus": run.gpus,
-         "config": run.config, "run_id": run.run_id, "epochs": len(run.epochs),
-         "t_bench_s": run.t_bench_s, "notes": "; ".join(run.labels)}
+        {"row": "run", "compliance": run.compliance, "machine": run.machine,
+         "hardware": run.hardware, "device": run.device, "gpus": run.gpus, "nodes": run.nodes,
+         "config": run.config, "run_id": run.run_id, "status": run.status,
+         "protocol": run.protocol, "epochs": len(run.epochs), "t_bench_s": run.t_bench_s,
+         "store": run.store.summary if run.store else "not recorded",
+         "path": str(run.path), "notes": "; ".join(run.labels)}
         for run in runs
     ]
     records += [
-        {"row": "model", "compliance": r.compliance, "machine": r.machine, "gpus": r.gpus,
-         "config": r.config, "runs": len(r.runs), "reached": r.count("reached"),
-         "not_reached": r.count("not reached"), "in_progress": r.count("in progress/incomplete"),
+        {"row": "model", "compliance": r.compliance, "machine": r.machine,
+         "hardware": r.hardware, "device": r.runs[0].device, "gpus": r.gpus,
+         "nodes": r.runs[0].nodes, "config": r.config, "runs": len(r.runs),
+         "reached": r.count(STATUS_REACHED), "missed": r.missed,
+         "not_converged": r.count(STATUS_NOT_CONVERGED), "stopped": r.count(STATUS_STOPPED),
+         "abandoned": r.count(STATUS_ABANDONED), "in_progress": r.count(STATUS_IN_PROGRESS),
          "method": r.method, "t_bench_s": r.t_bench_s, "t_min_s": r.t_min_s,
          "t_max_s": r.t_max_s, "cv": r.cv, "t_ref_s": r.t_ref_s, "gpus_ref": r.gpus_ref,
-         "score": r.score, "notes": "; ".join(r.notes)}
+         "score": r.score, "store": r.store, "notes": "; ".join(r.notes)}
         for r in results
     ]
     records += [
-        {"row": "benchmark", "compliance": b.compliance, "machine": b.machine, "gpus": b.gpus,
-         "config": "+".join(models), "score": b.mean, "score_geomean": b.geomean,
-         "notes": b.note}
+        {"row": "benchmark", "compliance": b.compliance, "machine": b.machine,
+         "hardware": b.hardware, "config": "+".join(models), "score": b.mean,
+         "score_geomean": b.geomean, "notes": b.note}
         for b in benchmarks
     ]
+    # Every text cell is made writable: a lone surrogate would stop the UTF-8 encoder.
+    records = [{key: safe_text(value) if isinstance(value, str) else value
+                for key, value in record.items()} for record in records]
     frame = pd.DataFrame.from_records(records, columns=list(CSV_COLUMNS))
     with atomic_output(path) as temporary:
         frame.to_csv(temporary, index=False, float_format="%.10g")

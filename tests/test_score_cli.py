@@ -44,7 +44,7 @@ def test_scores_labels_and_writes_every_output(two_model_results, tmp_path, caps
     assert all(line.startswith("warning: ") for line in err.splitlines())
     assert "m-damaged/run.json" in err
     for text in ("Per-model scores", "Benchmark score", "resumed (lost 120 s)",
-                 "non-compliant (changed: precision)", "in progress/incomplete"):
+                 "non-compliant (changed: precision)", "in progress"):
         assert text in out
 
     models = _rows(two_model_results / "score.csv", "model")
@@ -54,7 +54,7 @@ def test_scores_labels_and_writes_every_output(two_model_results, tmp_path, caps
     assert compliant_x3d.score.item() == pytest.approx(7456.88 / 3739.22)
     assert compliant_x3d.notes.item() == "includes resumed runs"
     mvit = models[models.config == "MVIT_B_16x4"]
-    assert (mvit.score.item(), mvit.in_progress.item(), mvit.not_reached.item()) == (1.0, 1, 0)
+    assert (mvit.score.item(), mvit.in_progress.item(), mvit.missed.item()) == (1.0, 1, 0)
     amp = models[models.compliance == "non-compliant (changed: precision)"]
     assert amp.score.item() == pytest.approx(7456.88 / 1000.0)
 

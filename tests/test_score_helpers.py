@@ -1,25 +1,51 @@
-"""Hand-made result folders for the scorer tests, written exactly as the results format says:
-`<results>/<config>/<run_id>/` with config.yaml, system.json, epochs.csv and run.json.
+"""Hand-made result folders for the scorer tests, written exactly as the results format says
+(results_format.py): `<results>/<config>/<run_id>/` with config.yaml, system.json, epochs.csv,
+run.json and, for an unfinished run, a heartbeat.
+
+`protocol=2` (the default) writes today's files: an ``eval`` column (every row "scheduled"
+unless `evals` says otherwise), the store, the attempts and the compliance reasons in
+run.json. `protocol=1` writes the files of the previous protocol: no ``eval`` column, no
+protocol, state, store or attempts.
 
 This module holds helpers only (no tests); the test_score_* modules import it.
 """
 
 import json
+import os
+import time
 from pathlib import Path
 
 import yaml
 
+from results_format import (
+    EPOCH_COLUMNS,
+    HEARTBEAT_FILE,
+    PROTOCOL_VERSION,
+    RESULTS_FORMAT,
+    STATE_FINISHED,
+    STATE_RUNNING,
+)
+
+# epochs.csv header of protocol 1 (evaluation after every epoch); hand-written rows below use it.
 EPOCH_HEADER = (
     "epoch,elapsed_s,train_s,eval_s,lr,train_loss,train_top1,val_top1,val_top5,"
     "val_video_top1,clips_per_s,data_wait_frac,peak_mem_mb"
 )
+EPOCH_HEADER_V2 = ",".join(EPOCH_COLUMNS)
 TARGETS = {"X3D_M": 20.11, "MVIT_B_16x4": 20.59}
 MODELS = {"X3D_M": "x3d_m", "MVIT_B_16x4": "mvit_b_16x4"}
 TITAN = "4 x NVIDIA TITAN RTX"
+FINGERPRINT = "sha256:5f0c1e2d3b4a69788776655443322110ffeeddccbbaa99887766554433221100"
+STORE = {
+    "path": "data/frames/kinetics20_jpg", "format": "jpg", "short_side": 320,
+    "jpeg_quality": 90, "fingerprint": FINGERPRINT, "videos": {"train": 1276, "val": 100},
+    "clips": {"train": 11484, "val": 900}, "failed_videos": 0,
+    "dataset_matches_kinetics20": True, "dataset_check": "manifest",
+}
 
 
 def epoch_rows(val_top1: list[float], elapsed_s: list[float]) -> list[str]:
-    """One CSV line per epoch with plausible values in every column."""
+    """Protocol 1: one CSV line per epoch with plausible values in every column."""
     rows = []
     for epoch, (accuracy, elapsed) in enumerate(zip(val_top1, elapsed_s, strict=True)):
         rows.append(
@@ -27,6 +53,31 @@ def epoch_rows(val_top1: list[float], elapsed_s: list[float]) -> list[str]:
             f"{accuracy * 1.1:.2f},{accuracy},{min(100.0, accuracy * 2):.2f},{accuracy},"
             f"{50 + 5 * epoch},{0.5 - 0.02 * epoch:.2f},1024"
         )
+    return rows
+
+
+def epoch_rows_v2(val_top1: list[float | None], elapsed_s: list[float],
+                  evals: list[str]) -> list[str]:
+    """Protocol 2: rows without an evaluation ("") have empty val_* cells."""
+    rows = []
+    untimed = 0.0
+    for epoch, (accuracy, elapsed, kind) in enumerate(
+            zip(val_top1, elapsed_s, evals, strict=True)):
+        untimed += 3.0 if kind == "extra" else 0.0
+        evaluated = kind != "" and accuracy is not None
+        cells = {
+            "epoch": epoch, "elapsed_s": elapsed, "train_s": f"{elapsed * 0.8:.3f}",
+            "eval": kind, "eval_s": f"{elapsed * 0.1:.3f}" if kind else "",
+            "untimed_s": untimed, "lr": 0.01, "train_loss": 2.5,
+            "train_top1": f"{(accuracy or 10) * 1.1:.2f}",
+            "val_top1": accuracy if evaluated else "",
+            "val_top1_clips": accuracy if evaluated else "",
+            "val_top5": f"{min(100.0, accuracy * 2):.2f}" if evaluated else "",
+            "val_video_top1": accuracy if evaluated else "",
+            "clips_per_s": 50 + 5 * epoch, "data_wait_frac": f"{0.5 - 0.02 * epoch:.2f}",
+            "peak_mem_mb": 1024,
+        }
+        rows.append(",".join(str(cells[name]) for name in EPOCH_COLUMNS))
     return rows
 
 
@@ -45,11 +96,25 @@ def write_run(
     resumed: bool = False,
     lost_s: float = 0.0,
     epochs_csv: str | None = None,
+    protocol: int = PROTOCOL_VERSION,
+    evals: list[str] | None = None,
+    state: str | None = None,
+    device: str = "cuda",
+    nodes: int = 1,
+    compliance_issues: list[str] | None = None,
+    store: dict | None = STORE,
+    attempts: list[dict] | None = None,
+    heartbeat_age_s: float | None = None,
+    extra: dict | None = None,
 ) -> Path:
-    """Write one run folder as the trainer would; `epochs_csv` replaces the CSV text verbatim."""
+    """Write one run folder as the trainer would; `epochs_csv` replaces the CSV text verbatim,
+    `extra` adds or replaces run.json keys, `heartbeat_age_s` ages the heartbeat of an
+    unfinished protocol-2 run (fresh by default)."""
     target = TARGETS.get(config, 20.11)
     if elapsed_s is None:
         elapsed_s = [100.0 * (i + 1) for i in range(len(val_top1))]
+    if evals is None:
+        evals = ["scheduled"] * len(val_top1)
     folder = results / config / run_id
     folder.mkdir(parents=True)
     resolved = {
@@ -60,7 +125,7 @@ def write_run(
     (folder / "config.yaml").write_text(yaml.safe_dump(resolved))
     system = {
         "host": "bench-host", "platform": "Linux", "python": "3.11.7",
-        "cpu": {"model": "AMD EPYC", "cores": 32}, "memory_gb": 256.0, "device": "cuda",
+        "cpu": {"model": "AMD EPYC", "cores": 32}, "memory_gb": 256.0, "device": device,
         "gpus": [{"name": "NVIDIA TITAN RTX", "memory_mb": 24576}] * gpus,
         "gpu_count": gpus, "driver": "550.54", "cuda": "12.4", "torch": "2.14.1",
         "torchvision": "0.29.1", "libraries": {}, "git_commit": "abc1234",
@@ -68,20 +133,51 @@ def write_run(
     }
     (folder / "system.json").write_text(json.dumps(system))
     if epochs_csv is None:
-        epochs_csv = "\n".join([EPOCH_HEADER, *epoch_rows(val_top1, elapsed_s)]) + "\n"
+        lines = ([EPOCH_HEADER, *epoch_rows(val_top1, elapsed_s)] if protocol < 2 else
+                 [EPOCH_HEADER_V2, *epoch_rows_v2(val_top1, elapsed_s, evals)])
+        epochs_csv = "\n".join(lines) + "\n"
     (folder / "epochs.csv").write_text(epochs_csv)
 
-    # What the trainer records: the first epoch at or above the target.
-    t_target = next((t for v, t in zip(val_top1, elapsed_s, strict=True) if v >= target), None)
+    # What the trainer records: the first counting evaluation at or above the target.
+    counted = [v for v, kind in zip(val_top1, evals, strict=True)
+               if protocol < 2 or kind == "scheduled"]
+    times = [t for t, kind in zip(elapsed_s, evals, strict=True)
+             if protocol < 2 or kind == "scheduled"]
+    t_target = next((t for v, t in zip(counted, times, strict=True)
+                     if v is not None and v >= target), None)
     run = {
         "config": config, "model": MODELS.get(config, "x3d_m"), "run_id": run_id,
         "target_top1": target, "reached": t_target is not None, "t_target_s": t_target,
         "epochs_done": len(val_top1), "finished": finished, "gpus": gpus, "workers": 8,
-        "device": "cuda", "machine": machine,
+        "device": device, "machine": machine,
         "compliant": not changed_keys and not git_dirty, "changed_keys": list(changed_keys),
         "git_dirty": git_dirty, "resumed": resumed, "lost_s": lost_s, "seed": 0,
     }
+    if protocol >= 2:
+        if compliance_issues is None:
+            compliance_issues = ([f"changed: {', '.join(changed_keys)}"] if changed_keys else [])
+            compliance_issues += ["git dirty"] if git_dirty else []
+        run |= {
+            "format": RESULTS_FORMAT, "protocol": protocol,
+            "state": state or (STATE_FINISHED if finished else STATE_RUNNING),
+            "compliance_issues": compliance_issues,
+            "compliant": not compliance_issues, "nodes": nodes, "restarts": 0,
+            "untimed_s": 0.0, "eval_epochs": [9, 19],
+            "attempts": attempts if attempts is not None else [
+                {"started": "2026-11-24T15:15:00Z", "host": "bench-host", "machine": machine,
+                 "git_commit": "abc1234", "git_dirty": git_dirty, "restart": 0}],
+            "spans_machines": False, "spans_commits": False,
+        }
+        if store is not None:
+            run["store"] = store
+    run |= extra or {}
     (folder / "run.json").write_text(json.dumps(run, indent=1))
+    if protocol >= 2 and not finished:
+        heartbeat = folder / HEARTBEAT_FILE
+        heartbeat.write_text("12.5\n")
+        if heartbeat_age_s is not None:
+            then = time.time() - heartbeat_age_s
+            os.utime(heartbeat, (then, then))
     return folder
 
 

@@ -30,7 +30,7 @@ def test_garbage_cells_nan_negative_times_and_disorder_are_cleaned(tmp_path):
         "4,400,1,1,0.01,2,20,150.0,40,25,inf,0.2,1",    # accuracy above 100
         "5,500,1,1,0.01,2,20,30.0,40,25,60,0.2,1,extra,fields",
     ]) + "\n"
-    folder = write_run(tmp_path, val_top1=[21.0], elapsed_s=[250.0], epochs_csv=csv)
+    folder = write_run(tmp_path, val_top1=[21.0], elapsed_s=[250.0], epochs_csv=csv, protocol=1)
     warnings: list[str] = []
     run = load_run(folder, warnings)
     assert run.t_bench_s == 250.0
@@ -39,7 +39,7 @@ def test_garbage_cells_nan_negative_times_and_disorder_are_cleaned(tmp_path):
     [warning] = warnings
     assert str(folder / "epochs.csv") in warning
     for problem in ("zero or negative elapsed_s", "out of time order", "too many fields",
-                    "numeric val_top1", "val_top1 value(s) outside"):
+                    "1 val_top1 value(s) not a number", "val_top1 value(s) outside"):
         assert problem in warning
 
 
@@ -71,7 +71,7 @@ def test_missing_columns_and_unreadable_files_skip_only_that_run(tmp_path):
 def test_header_only_csv_is_a_run_with_no_epochs_yet(tmp_path):
     write_run(tmp_path, val_top1=[], finished=False, epochs_csv=EPOCH_HEADER + "\n")
     [run] = load_results(tmp_path, [])
-    assert run.status == "in progress/incomplete"
+    assert run.status == "in progress"
     assert len(run.epochs) == 0
 
 
