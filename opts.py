@@ -15,6 +15,7 @@ evaluation at the target, so it cannot change the time to reach it), is a change
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,19 +36,27 @@ class Key:
     default: Any = None  # None: required (or, for resource knobs, decided at run time)
     choices: tuple = ()
     minimum: float | None = None
+    maximum: float | None = None
+    above: bool = False  # the minimum itself is excluded (value > minimum)
+    file_name: bool = False  # a str that names a folder: a plain file name
+
+
+# Integers are stored in 64 bits downstream (torch, numpy, the results files).
+INT64_MAX = 2**63 - 1
+PROBABILITY = {"minimum": 0.0, "maximum": 1.0}
 
 
 # The workload's values (WORKLOAD.md); a preset repeats them to be self-describing.
 KEYS: dict[str, Key] = {
-    "name": Key("str"),
+    "name": Key("str", file_name=True),  # the run's results folder is named after it
     "model": Key("str", choices=("x3d_m", "mvit_b_16x4")),
     "num_classes": Key("int", 20, minimum=2),
     "clip_len": Key("int", 16, minimum=1),
     "train_short_side": Key("int_pair", [256, 320], minimum=1),
     "train_crop": Key("int", 224, minimum=1),
-    "flip_p": Key("float", 0.5, minimum=0.0),
+    "flip_p": Key("float", 0.5, **PROBABILITY),
     "mean": Key("float3", [0.45, 0.45, 0.45]),
-    "std": Key("float3", [0.225, 0.225, 0.225]),
+    "std": Key("float3", [0.225, 0.225, 0.225], minimum=0.0, above=True),
     "val_short_side": Key("int", 256, minimum=1),
     "val_crop": Key("int", minimum=1),
     "epochs": Key("int", 20, minimum=1),
@@ -58,11 +67,11 @@ KEYS: dict[str, Key] = {
     "nesterov": Key("bool", True),
     "weight_decay": Key("float", 5e-4, minimum=0.0),
     "warmup_epochs": Key("int", 5, minimum=0),
-    "warmup_start_factor": Key("float", 0.1, minimum=0.0),
+    "warmup_start_factor": Key("float", 0.1, minimum=0.0, maximum=1.0, above=True),
     "cosine_t_max": Key("int", 25, minimum=1),
     "eta_min": Key("float", 1e-5, minimum=0.0),
-    "seed": Key("int", 0, minimum=0),
-    "target_top1": Key("float", minimum=0.0),
+    "seed": Key("int", 0, minimum=0, maximum=2**32 - 1),  # numpy's seed range
+    "target_top1": Key("float", minimum=0.0, maximum=100.0),
     "stop_at_target": Key("bool", False),
     # Scheduled evaluations: after every ``eval_period``-th epoch (1-based) and after the last
     # one; only these can reach the target (WORKLOAD.md: period 10, so epochs 10 and 20).
@@ -73,14 +82,15 @@ KEYS: dict[str, Key] = {
     "compile": Key("bool", False),
     # Resource knobs: never affect compliance.
     "gpus": Key("int", None, minimum=1),
-    "workers": Key("int", 8, minimum=0),
+    # More loader workers than this per process is a mistake, not a machine.
+    "workers": Key("int", 8, minimum=0, maximum=256),
     # Extra evaluations after every N-th epoch (0: none), for accuracy curves: they never
     # reach the target, change nothing in training and are left out of the run clock.
     "eval_every": Key("int", 0, minimum=0),
     # Where to train: "auto" (the GPUs if PyTorch can use them), "cuda" or "cpu".
     "device": Key("str", "auto", choices=("auto", "cuda", "cpu")),
     # Bound on any wait for another process (collectives) or for the loader, in seconds.
-    "timeout_s": Key("float", 600.0, minimum=1.0),
+    "timeout_s": Key("float", 600.0, minimum=1.0, maximum=7 * 86400.0),
     "data": Key("str", "data/frames/kinetics20_jpg"),
     "out": Key("str", "results"),
 }
@@ -90,14 +100,14 @@ MODEL_OPTIONS: dict[str, dict[str, Key]] = {
     "x3d_m": {
         "head_softmax": Key("bool", True),
         "stage2_shortcut_bn": Key("bool", False),
-        "dropout": Key("float", 0.5, minimum=0.0),
+        "dropout": Key("float", 0.5, **PROBABILITY),
         # Clips per BatchNorm statistic (WORKLOAD.md, "BatchNorm span"): 4, as in the
         # reference's DataParallel over 4 GPUs, whatever the process count.
         "bn_span": Key("int", 4, minimum=1),
     },
     "mvit_b_16x4": {
-        "dropout": Key("float", 0.5, minimum=0.0),
-        "drop_path": Key("float", 0.0, minimum=0.0),
+        "dropout": Key("float", 0.5, **PROBABILITY),
+        "drop_path": Key("float", 0.0, **PROBABILITY),
     },
 }
 
@@ -105,10 +115,61 @@ RESOURCE_KNOBS = ("gpus", "workers", "data", "out", "eval_every", "device", "tim
 NOT_WORKLOAD = RESOURCE_KNOBS + ("stop_at_target",)
 
 
+def _bound(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _range(key: Key, kind: str) -> str:
+    """The valid range of a numeric key, as words: "an integer >= 1", "a number in [0, 1]"."""
+    lo, hi = key.minimum, key.maximum
+    if lo is not None and hi is not None:
+        return f"{kind} in {'(' if key.above else '['}{_bound(lo)}, {_bound(hi)}]"
+    if lo is not None:
+        return f"{kind} {'>' if key.above else '>='} {_bound(lo)}"
+    return f"{kind} <= {_bound(hi)}" if hi is not None else kind
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, shortened: a 400-digit number must not fill the terminal."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer beyond Python's conversion limit (4300 digits)
+        return "<an integer of thousands of digits>"
+    return text if len(text) <= 60 else f"{text[:24]}...({len(text)} characters)"
+
+
+def _in_range(key: Key, value: float) -> bool:
+    if key.minimum is not None and (value <= key.minimum if key.above else value < key.minimum):
+        return False
+    return key.maximum is None or value <= key.maximum
+
+
+def _number(value: Any, kind: str) -> float | int | None:
+    """``value`` as a finite number of the kind (int: fitting in 64 bits), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if kind == "int":
+        return value if isinstance(value, int) and -INT64_MAX - 1 <= value <= INT64_MAX else None
+    try:
+        value = float(value)  # an integer too large for a float overflows
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _is_file_name(value: str) -> bool:
+    try:
+        size = len(value.encode("utf-8"))  # a lone surrogate cannot name a folder
+    except UnicodeEncodeError:
+        return False
+    return (0 < size <= 255 and "/" not in value and "\\" not in value
+            and not value.startswith(".") and all(c.isprintable() for c in value))
+
+
 def _check_value(name: str, key: Key, value: Any, where: str) -> Any:
     """Return ``value`` converted to the key's kind, or raise ConfigError in one line."""
     def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{where}: {name}={value!r} is invalid; expected {expected}")
+        return ConfigError(f"{where}: {name}={_shown(value)} is invalid; expected {expected}")
 
     if value is None and key.default is None and name in RESOURCE_KNOBS:
         return None
@@ -121,6 +182,9 @@ def _check_value(name: str, key: Key, value: Any, where: str) -> Any:
             raise bad("a non-empty string")
         if key.choices and value not in key.choices:
             raise bad("one of " + ", ".join(key.choices))
+        if key.file_name and not _is_file_name(value):
+            raise bad("a plain file name (no '/' or '\\', not starting with '.', no control "
+                      "characters, at most 255 bytes)")
         return value
     if key.kind == "float" and isinstance(value, str):
         try:  # YAML 1.1 reads 5e-4 (no dot) as a string
@@ -128,27 +192,22 @@ def _check_value(name: str, key: Key, value: Any, where: str) -> Any:
         except ValueError:
             raise bad("a number") from None
     if key.kind in ("int", "float"):
-        ok = isinstance(value, int) if key.kind == "int" else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok:
-            raise bad("an integer" if key.kind == "int" else "a number")
-        if key.minimum is not None and value < key.minimum:
-            raise bad(f"a value >= {key.minimum:g}")
-        return value if key.kind == "int" else float(value)
+        kind = "an integer" if key.kind == "int" else "a finite number"
+        number = _number(value, key.kind)
+        if number is None or not _in_range(key, number):
+            big = key.kind == "int" and key.maximum is None
+            raise bad(_range(key, kind) + (" that fits in 64 bits" if big else ""))
+        return number
     if key.kind == "int_pair":
-        if (
-            not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            or not key.minimum <= value[0] <= value[1]
-        ):
-            raise bad("[low, high], two integers with 1 <= low <= high")
-        return list(value)
+        pair = [_number(v, "int") for v in value] if isinstance(value, list) else []
+        if len(pair) != 2 or None in pair or not key.minimum <= pair[0] <= pair[1]:
+            raise bad("[low, high], two 64-bit integers with 1 <= low <= high")
+        return pair
     if key.kind == "float3":
-        if (
-            not isinstance(value, list) or len(value) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        ):
-            raise bad("a list of three numbers (one per RGB channel)")
-        return [float(v) for v in value]
+        three = [_number(v, "float") for v in value] if isinstance(value, list) else []
+        if len(three) != 3 or None in three or not all(_in_range(key, v) for v in three):
+            raise bad(f"a list of three finite numbers{_range(key, '')} (one per RGB channel)")
+        return three
     raise AssertionError(key.kind)
 
 
@@ -191,10 +250,11 @@ def resolve(values: dict, where: str) -> dict:
         )
     if out["train_crop"] > out["train_short_side"][0]:
         raise ConfigError(f"{where}: train_crop {out['train_crop']} is larger than the smallest "
-                          f"train short side {out['train_short_side'][0]}")
+                          f"train short side {out['train_short_side'][0]}; expected train_crop "
+                          f"<= {out['train_short_side'][0]}")
     if out["val_crop"] > out["val_short_side"]:
         raise ConfigError(f"{where}: val_crop {out['val_crop']} is larger than val_short_side "
-                          f"{out['val_short_side']}")
+                          f"{out['val_short_side']}; expected val_crop <= {out['val_short_side']}")
     if out["nesterov"] and (out["momentum"] <= 0 or out["dampening"] != 0):
         raise ConfigError(f"{where}: nesterov needs momentum > 0 and dampening 0")
     return out
@@ -209,6 +269,8 @@ def read_preset(path: Path) -> dict:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: unreadable value ({str(e)[:80]})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value lines")
     return values
@@ -227,8 +289,9 @@ def parse_set(items: list[str]) -> dict:
             raise ConfigError(f"--set {item!r}: expected key=value")
         try:
             out[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+        except (yaml.YAMLError, ValueError):  # ValueError: an integer of 4300+ digits
+            raise ConfigError(f"--set {key.strip()}: value is not valid YAML or too large "
+                              "a number") from None
     return out
 
 
