@@ -139,3 +139,23 @@ def test_module_entry_point_with_the_shipped_reference(tmp_path):
     assert "MVIT_B_16x4 not measured" in done.stdout
     models = _rows(tmp_path / "results" / "score.csv", "model")
     assert models.score.item() == pytest.approx(2.0)
+
+
+def test_a_tree_mixing_old_and_new_runs_is_scored_with_the_old_ones_labelled(tmp_path, capsys):
+    results = tmp_path / "results"
+    for i, t in enumerate([3700.0, 3800.0]):
+        write_run(results, "X3D_M", f"new{i}", **reaching_at(t))
+    write_run(results, "X3D_M", "old", protocol=1, **reaching_at(1000.0))
+    write_run(results / "demo", "demo_X3D_M", "demo", protocol=1, device="cpu", gpus=1,
+              **reaching_at(60.0))
+    assert main(["--results", str(results)]) == 0
+    out, err = capsys.readouterr()
+    assert "protocol 1 (evaluation after every epoch, clip-weighted metric)" in out
+    assert "1 CPU process" in out
+    models = _rows(results / "score.csv", "model").set_index(["config", "compliance"])
+    assert models.loc[("X3D_M", "compliant"), "t_bench_s"] == pytest.approx(3750.0)
+    old = models.loc["X3D_M"].drop("compliant")
+    assert len(old) == 1 and old.index[0].startswith("non-compliant (protocol 1")
+    runs = _rows(results / "score.csv", "run").set_index("run_id")
+    assert runs.loc["old", "protocol"] == 1 and runs.loc["new0", "protocol"] == 2
+    assert runs.loc["old", "store"] == "not recorded"
