@@ -54,7 +54,12 @@ class ClipDataset(torch.utils.data.Dataset):
         self.seed = seed
         native.load()  # a missing library is one clear error here, not one per worker
         self.settings = check_settings(self.store, fps=STORE_FPS)
-        self.records = read_index(self.store, split)
+        # Dataset order, as the original's (torchvision's) listing: class folders by name
+        # (= label order), videos by name within a class, each video's clips in time order.
+        # The original sorted file names; the index holds stems, which sort alike whenever
+        # no stem of a class is another's prefix followed by a character below "." (true of
+        # Kinetics names, <youtube id>_<start>_<end>, all of one length; tests check it).
+        self.records = sorted(read_index(self.store, split), key=lambda r: (r.label, r.video_id))
         self.classes: list[str] = list(self.settings.classes)
         self.num_classes = len(self.classes)
         self._check_labels()
