@@ -1,9 +1,13 @@
 """Build a frame store from a dataset in the Kinetics layout (``python -m preprocess frames``).
 
 The unit of work and of resumption is one video: its JPEG files and meta.json are written to
-a temporary folder that is renamed when complete (store.write_video_dir). A rerun skips
-videos whose folder (or, for hdf5, packed entry) is complete and redoes everything else.
-Videos that cannot be used are skipped and listed with the reason in failures.csv.
+a temporary folder, flushed to disk and renamed when complete (store.write_video_dir). A rerun
+skips videos whose folder (or, for hdf5, packed entry) is complete and redoes everything else.
+Videos that cannot be used are skipped and listed with the reason in failures.csv
+(preprocess.task says which problems are a video's). Two source files for one video id
+(``a.mp4`` and ``a.webm``) are both listed and neither is built: picking one would depend on
+the order of a directory listing. A full disk (or a store that cannot be written) stops the
+run with one line; what is complete stays, the video in hand is removed, a rerun resumes.
 A run holds the store's locks (preprocess.lock), so a rerun after a kill starts only once
 every process of the killed run has stopped writing, and a training run reading the store
 makes it wait.
@@ -11,47 +15,36 @@ makes it wait.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from preprocess import pack
-from preprocess.extract import INTERPOLATION, ExtractOptions, VideoError, extract_video
+from preprocess.extract import INTERPOLATION, ExtractOptions
 from preprocess.identity import record_identity
-from preprocess.kinetics import LayoutError, SourceVideo, find_videos, missing_on_disk
-from preprocess.lock import LOCK_FILES, store_write_lock, worker_lock
+from preprocess.kinetics import SourceVideo, find_videos, shared_ids
+from preprocess.lock import LOCK_FILES, store_write_lock
+from preprocess.report import Summary, print_summary, write_failures
 from preprocess.resample import TARGET_FPS
 from preprocess.store import (
     SETTINGS_FILE,
     StoreError,
     StoreSettings,
     VideoRecord,
-    atomic_write_text,
     read_settings,
     read_video_meta,
     video_dir,
     write_index,
     write_settings,
-    write_video_dir,
 )
+from preprocess.task import DISK_FULL, Outcome, is_current, process_video, shown_path
 
-FAILURES_FILE = "failures.csv"
 
-
-@dataclass
-class Summary:
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    frames: int = 0  # kept frames written by this run
-    bytes: int = 0  # JPEG bytes written by this run
-    seconds: float = 0.0
-    failures: list[tuple[str, str, str]] = field(default_factory=list)  # split, path, reason
+class _Stop(Exception):
+    """A worker could not write to the store: the run stops (the reason is the message)."""
 
 
 def store_settings(opts: ExtractOptions, classes: list[str], data: Path) -> StoreSettings:
@@ -97,47 +90,6 @@ def remove_partial(store: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _is_current(meta: dict | None, opts: ExtractOptions, video: SourceVideo) -> bool:
-    if meta is None or meta.get("short_side") != opts.short_side or \
-            meta.get("jpeg_quality") != opts.quality:
-        return False
-    try:
-        return meta.get("source_bytes") == video.path.stat().st_size
-    except OSError:  # the source is gone (e.g. now a broken link): redo, which reports it
-        return False
-
-
-def process_video(video: SourceVideo, final: Path, opts: ExtractOptions, decode_threads: int,
-                  store: Path, parent: int | None = None) -> tuple[SourceVideo, dict | None, str]:
-    """Extract one video into ``final``. Returns (video, meta, "") or (video, None, reason).
-
-    ``parent``: pid of the run's main process, for a worker process. A worker whose main
-    process is gone (killed) writes nothing more: a new run may be cleaning up by then."""
-    try:
-        video.video_id.encode("utf-8")
-    except UnicodeEncodeError:  # the index and failures.csv are UTF-8 text
-        return video, None, "file name is not valid UTF-8; rename the file"
-    try:
-        ex = extract_video(video.path, opts, decode_threads)
-    except VideoError as e:
-        return video, None, str(e)
-    except Exception as e:  # noqa: BLE001 - a broken file must not stop the other videos
-        return video, None, f"{type(e).__name__}: {e}"
-    meta = {
-        "video_id": video.video_id, "source": video.path.name,
-        "source_bytes": video.path.stat().st_size, "source_fps": ex.source_fps,
-        "source_frames": ex.source_frames, "source_width": ex.source_width,
-        "source_height": ex.source_height, "kept_frames": len(ex.jpegs), "width": ex.width,
-        "height": ex.height, "short_side": opts.short_side, "jpeg_quality": opts.quality,
-        "jpeg_bytes": sum(len(j) for j in ex.jpegs),
-    }
-    with worker_lock(store):
-        if parent is not None and os.getppid() != parent:
-            return video, None, "the run was stopped"
-        write_video_dir(final, ex.jpegs, meta)
-    return video, meta, ""
-
-
 def _record(split: str, meta: dict, fmt: str, classes: list[str]) -> VideoRecord:
     video_id = meta["video_id"]
     class_name = video_id.split("/", 1)[0]
@@ -145,21 +97,6 @@ def _record(split: str, meta: dict, fmt: str, classes: list[str]) -> VideoRecord
     return VideoRecord(video_id, class_name, classes.index(class_name), meta["kept_frames"],
                        meta["source_fps"], meta["source_frames"], meta["width"], meta["height"],
                        location)
-
-
-def shown_path(path: Path) -> str:
-    """A path as text for failures.csv and messages: bytes that are not UTF-8 (a file named
-    on another system) become backslash escapes instead of breaking the UTF-8 files."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def write_failures(store: Path, failures: list[tuple[str, str, str]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")  # quotes commas, quotes and newlines
-    writer.writerow(["split", "video", "reason"])
-    for split, path, reason in sorted(failures):
-        writer.writerow([split, path, reason.replace("\n", " ")])
-    atomic_write_text(Path(store) / FAILURES_FILE, buffer.getvalue())
 
 
 def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
@@ -173,43 +110,78 @@ def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
     classes, videos = find_videos(data)
     settings = store_settings(opts, classes, data)
     check_store(store, settings)  # before creating anything in a folder that is not a store
-    store.mkdir(parents=True, exist_ok=True)
-    with store_write_lock(store, quiet):
-        prepare_store(store, settings)
-        remove_partial(store)
-        summary = _build(data, store, opts, jobs, quiet, classes, videos)
-        # The store is complete: record what it holds and whether it is the benchmark's data.
-        record_identity(store, data, summary.failures, quiet)
+    summary = Summary(total=sum(len(v) for v in videos.values()))
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"{store}: cannot create the store ({e.strerror})") from None
+    with store_write_lock(store, quiet) as keep_workers_out:
+        try:
+            prepare_store(store, settings)
+            remove_partial(store)
+            _build(data, store, opts, jobs, quiet, classes, videos, summary)
+            # The store is complete: record what it holds and whether it is the benchmark's data.
+            record_identity(store, data, summary.failures, quiet)
+        except (OSError, _Stop) as e:
+            if isinstance(e, _Stop):
+                reason = str(e)
+            elif e.errno in DISK_FULL:
+                reason = f"disk full while writing {shown_path(e.filename or store)}"
+            else:
+                reason = f"{shown_path(e.filename or store)}: {e.strerror or e}"
+            keep_workers_out()  # nothing half-written stays behind
+            remove_partial(store)
+            fix = "free space" if reason.startswith("disk full") else "fix this"
+            raise StoreError(f"{reason}: {summary.progress()}; {fix} and run the same "
+                             "command again") from None
     summary.seconds = time.monotonic() - start
     if not quiet:
         print_summary(summary, store, data, videos)
     return summary
 
 
-def _build(data: Path, store: Path, opts: ExtractOptions, jobs: int, quiet: bool,
-           classes: list[str], videos: dict[str, list[SourceVideo]]) -> Summary:
-    from joblib import Parallel, delayed, effective_n_jobs
-    from tqdm import tqdm
-
-    summary = Summary()
+def _plan(store: Path, opts: ExtractOptions, videos: dict[str, list[SourceVideo]],
+          summary: Summary, data: Path) -> tuple[dict, dict, list]:
+    """What is complete (per split: id -> meta), what is staged for packing, what to do."""
     complete: dict[str, dict[str, dict]] = {split: {} for split in videos}
     staged: dict[str, set[str]] = {split: set() for split in videos}
     todo = []
     for split, split_videos in videos.items():
+        shared = shared_ids(split_videos)
+        for video_id, sources in shared.items():
+            names = ", ".join(shown_path(v.path.name) for v in sources)
+            for v in sources:
+                _fail(summary, data, v, f"{len(sources)} source files for video id "
+                                        f"{shown_path(video_id)} ({names}); keep one and run again")
         packed = pack.packed_meta(store, split) if opts.format == "hdf5" else {}
         for v in split_videos:
+            if v.video_id in shared:
+                continue
             final = video_dir(store, opts.format, split, v.video_id)
             meta = read_video_meta(final)
-            if _is_current(meta, opts, v):
+            if is_current(meta, opts, v):
                 staged[split].add(v.video_id)
-            elif _is_current(packed.get(v.video_id), opts, v):
+            elif is_current(packed.get(v.video_id), opts, v):
                 meta = packed[v.video_id]
             else:
                 todo.append((v, final))
                 continue
             complete[split][v.video_id] = meta
             summary.skipped += 1
+    return complete, staged, todo
 
+
+def _fail(summary: Summary, data: Path, video: SourceVideo, reason: str) -> None:
+    summary.failed += 1
+    summary.failures.append((video.split, shown_path(video.path.relative_to(data)), reason))
+
+
+def _build(data: Path, store: Path, opts: ExtractOptions, jobs: int, quiet: bool,
+           classes: list[str], videos: dict[str, list[SourceVideo]], summary: Summary) -> None:
+    from joblib import Parallel, delayed, effective_n_jobs
+    from tqdm import tqdm
+
+    complete, staged, todo = _plan(store, opts, videos, summary, data)
     n_jobs = min(effective_n_jobs(jobs), max(len(todo), 1))
     decode_threads = 1 if n_jobs > 1 else 0  # one process: let the decoder use threads
     parent = os.getpid() if n_jobs > 1 else None  # workers are this process's children
@@ -218,19 +190,14 @@ def _build(data: Path, store: Path, opts: ExtractOptions, jobs: int, quiet: bool
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
     bar = tqdm(results, total=len(todo), unit="video", desc=f"frames {store.name}",
                disable=quiet or not todo, smoothing=0.05)
-    for video, meta, reason in bar:
-        if meta is None:
-            summary.failed += 1
-            summary.failures.append((video.split, shown_path(video.path.relative_to(data)),
-                                     reason))
-            continue
-        summary.done += 1
-        summary.frames += meta["kept_frames"]
-        summary.bytes += meta["jpeg_bytes"]
-        complete[video.split][video.video_id] = meta
-        staged[video.split].add(video.video_id)
-        bar.set_postfix(frames_per_s=f"{summary.frames / bar.format_dict['elapsed']:.0f}"
-                        if bar.format_dict["elapsed"] else "-", refresh=False)
+    try:
+        for outcome in bar:
+            _count(outcome, summary, complete, staged, data)
+            bar.set_postfix(frames_per_s=f"{summary.frames / bar.format_dict['elapsed']:.0f}"
+                            if bar.format_dict["elapsed"] else "-", refresh=False)
+    finally:
+        bar.close()
+        results.close()  # on a stop: cancel what is queued, end the workers
 
     for split in videos:
         needs_pack = staged[split] or not pack.h5_path(store, split).is_file()
@@ -241,28 +208,21 @@ def _build(data: Path, store: Path, opts: ExtractOptions, jobs: int, quiet: bool
         records = [_record(split, m, opts.format, classes) for m in complete[split].values()]
         write_index(store, split, records)
     write_failures(store, summary.failures)
-    return summary
 
 
-def print_summary(s: Summary, store: Path, data: Path, videos: dict) -> None:
-    rate = s.done / s.seconds if s.seconds else 0.0
-    print(f"{store}: {s.done} videos done, {s.skipped} skipped (already complete), "
-          f"{s.failed} failed; {s.frames} frames, {s.bytes / 1e6:.1f} MB in {s.seconds:.1f} s "
-          f"({rate:.1f} videos/s, {s.frames / max(s.seconds, 1e-9):.0f} frames/s)")
-    for split, path, reason in s.failures[:20]:
-        print(f"  failed: {split}: {path}: {reason}")
-    if s.failures:
-        print(f"  all failures are listed in {store / FAILURES_FILE}")
-    for split, split_videos in videos.items():
-        try:
-            missing = missing_on_disk(data, split, split_videos)
-        except (LayoutError, OSError) as e:
-            print(f"  note: {e}")
-            continue
-        if missing:
-            print(f"  note: {split}.csv lists {len(missing)} videos that are not on disk "
-                  f"(e.g. {missing[0]}); the folders are used")
-    sys.stdout.flush()
+def _count(outcome: Outcome, summary: Summary, complete: dict, staged: dict,
+           data: Path) -> None:
+    video, meta = outcome.video, outcome.meta
+    if outcome.stop:
+        raise _Stop(outcome.reason)
+    if meta is None:
+        _fail(summary, data, video, outcome.reason)
+        return
+    summary.done += 1
+    summary.frames += meta["kept_frames"]
+    summary.bytes += meta["jpeg_bytes"]
+    complete[video.split][video.video_id] = meta
+    staged[video.split].add(video.video_id)
 
 
 def default_jobs() -> int:

@@ -23,6 +23,7 @@ import simplejpeg
 from preprocess.resample import CLIP_FRAMES, kept_frame_indices
 
 INTERPOLATION = "AREA"
+MIN_FPS, MAX_FPS = 1, 1000  # frame rates a real video can have
 
 
 class VideoError(Exception):
@@ -62,11 +63,12 @@ class _KeptSet:
     """Membership test for kept frame indices while the frame count is still unknown.
 
     Kept indices for ``n`` frames are a prefix of those for any larger count, so a table
-    computed for a generous count (grown when exceeded) answers for every frame."""
+    computed for a larger count (doubled when exceeded) answers for every frame. It is sized
+    by the frames decoded so far, never by the count a header claims (which can be anything)."""
 
-    def __init__(self, fps: float, expected: int):
+    def __init__(self, fps: float):
         self.fps = fps
-        self._grow(max(expected, 64) * 2)
+        self._grow(256)
 
     def _grow(self, count: int) -> None:
         self.count = count
@@ -132,11 +134,15 @@ def extract_video(path: Path, opts: ExtractOptions, decode_threads: int = 1) -> 
         stream = container.streams.video[0]
         if not stream.average_rate or stream.average_rate <= 0:
             raise VideoError("video stream has no frame rate")
+        if not MIN_FPS <= stream.average_rate <= MAX_FPS:
+            # Below 1 fps the 15-fps rule would repeat each decoded frame more than 15 times.
+            raise VideoError(f"implausible frame rate {float(stream.average_rate):.6g} fps in "
+                             f"the header (expected {MIN_FPS} to {MAX_FPS})")
         fps = float(stream.average_rate)
         if decode_threads != 1:  # 0 = as many as the decoder likes
             stream.thread_type = "AUTO"
         stream.thread_count = max(decode_threads, 0)
-        kept = _KeptSet(fps, stream.frames)
+        kept = _KeptSet(fps)
         encoded: dict[int, bytes] = {}
         n = 0
         whole_packets = 0  # packets read in full (the demuxer flags one cut short as corrupt)

@@ -13,6 +13,7 @@ where class folders use underscores.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,12 @@ def find_videos(data: Path) -> tuple[list[str], dict[str, list[SourceVideo]]]:
     for split in SPLITS:
         found = []
         for name in classes:
-            for entry in sorted(os.scandir(data / split / name), key=lambda e: e.name):
+            try:
+                entries = sorted(os.scandir(data / split / name), key=lambda e: e.name)
+            except OSError as e:
+                raise LayoutError(f"{data / split / name}: cannot list ({e.strerror}); "
+                                  "check its permissions") from None
+            for entry in entries:
                 # Whatever is named like a video counts as one: a broken link, a FIFO or a
                 # folder named *.mp4 is then reported with its reason, not silently left out.
                 if entry.name.lower().endswith(VIDEO_EXTENSIONS):
@@ -107,29 +113,54 @@ def find_videos(data: Path) -> tuple[list[str], dict[str, list[SourceVideo]]]:
     return classes, videos
 
 
+def shared_ids(videos: list[SourceVideo]) -> dict[str, list[SourceVideo]]:
+    """Video ids that more than one source file maps to (``a.mp4`` and ``a.webm``, ``a.MP4``),
+    with their files. Such ids are not built: which file is meant is the user's call."""
+    by_id: dict[str, list[SourceVideo]] = {}
+    for v in videos:
+        by_id.setdefault(v.video_id, []).append(v)
+    return {k: sorted(vs, key=lambda v: v.path.name) for k, vs in by_id.items() if len(vs) > 1}
+
+
 def read_kinetics_csv(path: Path) -> list[CsvRow]:
-    """Rows of a Kinetics CSV (train.csv / val.csv). Raises LayoutError on a bad header/row."""
+    """Rows of a Kinetics CSV (train.csv / val.csv).
+
+    Raises LayoutError naming the file and row for anything unreadable: a bad header or row,
+    text that is not UTF-8 (a spreadsheet's cp1252), a cell over the csv module's limit."""
     path = Path(path)
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise LayoutError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        row = raw.count(b"\n", 0, e.start) + 1
+        raise LayoutError(f"{path}:{row}: not UTF-8 text (byte {raw[e.start]:#04x}); save the "
+                          "file as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    try:
         header = next(reader, None)
         if header != CSV_HEADER:
-            raise LayoutError(f"{path}: header {header}, expected {','.join(CSV_HEADER)}")
-        rows = []
-        for line, fields in enumerate(reader, start=2):
-            if not fields:
-                continue
-            try:
-                row_id, label, yid, start, end, split, is_cc, name = fields
-                if is_cc not in ("True", "False", "0", "1"):
-                    raise ValueError(f"is_cc={is_cc!r}")
-                rows.append(
-                    CsvRow(row_id, label, yid, int(start), int(end), split,
-                           is_cc in ("True", "1"), name)
-                )
-            except ValueError as e:
-                raise LayoutError(f"{path}:{line}: malformed row ({e})") from None
+            raise LayoutError(f"{path}:1: header {header}, expected {','.join(CSV_HEADER)}")
+        for fields in reader:
+            if fields:
+                rows.append(_csv_row(path, reader.line_num, fields))
+    except csv.Error as e:
+        raise LayoutError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
     return rows
+
+
+def _csv_row(path: Path, line: int, fields: list[str]) -> CsvRow:
+    try:
+        row_id, label, yid, start, end, split, is_cc, name = fields
+        if is_cc not in ("True", "False", "0", "1"):
+            raise ValueError(f"is_cc={is_cc!r}")
+        return CsvRow(row_id, label, yid, int(start), int(end), split, is_cc in ("True", "1"),
+                      name)
+    except ValueError as e:
+        raise LayoutError(f"{path}:{line}: malformed row ({e})") from None
 
 
 def write_kinetics_csv(path: Path, rows: list[CsvRow]) -> None:

@@ -22,7 +22,7 @@ import errno
 import fcntl
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -72,8 +72,11 @@ def _wait(fd: int, what: str, quiet: bool) -> None:
 
 
 @contextmanager
-def store_write_lock(store: Path, quiet: bool = False) -> Iterator[None]:
-    """Hold the store for one ``make frames`` run (its workers take ``worker_lock``)."""
+def store_write_lock(store: Path, quiet: bool = False) -> Iterator[Callable[[], None]]:
+    """Hold the store for one ``make frames`` run (its workers take ``worker_lock``).
+
+    Yields a function that waits until no worker is writing a video and keeps them out from
+    then on (before cleaning up after a run stopped half-way)."""
     store = Path(store)
     fd = os.open(store / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     writer = None
@@ -84,7 +87,7 @@ def store_write_lock(store: Path, quiet: bool = False) -> Iterator[None]:
         _wait(writer, f"{store}: in use by a training run; waiting for it to finish "
                       "(stop it to build now) ...", quiet)
         flock(fd, fcntl.LOCK_SH)  # this run's workers get in, another run still waits
-        yield
+        yield lambda: flock(fd, fcntl.LOCK_EX)
     finally:
         if writer is not None:
             os.close(writer)

@@ -8,6 +8,7 @@ modified afterwards, so any number of DataLoader worker processes can read it at
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.store import frame_name, video_dir
+from preprocess.store import StoreError, frame_name, sync_dir, video_dir
 
 GROUP = "videos"
 
@@ -47,11 +48,31 @@ def packed_meta(store: Path, split: str) -> dict[str, dict]:
     return found
 
 
+def space_needed(metas: dict[str, dict]) -> int:
+    """Bytes the new ``<split>.h5`` may take: the frames, their offsets and meta, and a
+    generous allowance for HDF5's own structures (measured: under 2 KB per video)."""
+    return sum(m.get("jpeg_bytes", 0) + 8 * (m.get("kept_frames", 0) + 1)
+               + len(json.dumps(m)) + 4096 for m in metas.values()) + (1 << 20)
+
+
+def check_space(store: Path, split: str, metas: dict[str, dict]) -> None:
+    """Raise StoreError (one line, with the amounts) unless the new file fits: it is written
+    while the old file and the staged folders are still there."""
+    need, free = space_needed(metas), shutil.disk_usage(store).free
+    if free < need:
+        raise StoreError(
+            f"{h5_path(store, split)}: packing needs about {need / 1e6:.1f} MB free for the new "
+            f"file (the old file and the staged videos stay until it is complete), "
+            f"{free / 1e6:.1f} MB are free; free space and run the same command again")
+
+
 def pack_split(store: Path, split: str, metas: dict[str, dict], staged: set[str]) -> int:
     """Write ``<split>.h5`` holding every video of ``metas``: those in ``staged`` from their
-    staging folders, the others copied from the previous file. Returns the file size."""
+    staging folders, the others copied from the previous file. Returns the file size.
+    Checks the free space first; a failed write leaves no temporary file."""
     import h5py
 
+    check_space(store, split, metas)
     final = h5_path(store, split)
     tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
     old = h5py.File(final, "r") if final.is_file() and len(staged) < len(metas) else None
@@ -73,10 +94,19 @@ def pack_split(store: Path, split: str, metas: dict[str, dict], staged: set[str]
                 ds.attrs["meta"] = json.dumps(meta)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno is None and "No space left" in str(e):  # HDF5's own error, errno in text
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     finally:
         if old is not None:
             old.close()
-    os.replace(tmp, final)
+    sync_dir(final.parent)
     parts = Path(store) / ".parts"
     shutil.rmtree(parts / split, ignore_errors=True)
     if parts.is_dir() and not any(parts.iterdir()):

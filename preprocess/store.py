@@ -26,6 +26,8 @@ or probe frames.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -86,14 +88,34 @@ def frame_name(i: int) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
+    """Write ``text`` to ``path`` via a temporary file, synced, and a rename (nothing is left
+    behind if writing fails, say on a full disk)."""
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_dir(path.parent)
+
+
+def sync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, where the system allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the rename still happened
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_settings(store: Path, settings: StoreSettings) -> None:
@@ -140,18 +162,13 @@ def check_settings(store: Path, **expected) -> StoreSettings:
 
 
 def write_index(store: Path, split: str, records: list[VideoRecord]) -> None:
-    """Write the split's index atomically, sorted by video id."""
-    rows = sorted(records, key=lambda r: r.video_id)
-    path = index_path(store, split)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=INDEX_COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow(asdict(r))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write the split's index atomically (synced before the rename), sorted by video id."""
+    buffer = io.StringIO()
+    w = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS)
+    w.writeheader()
+    for r in sorted(records, key=lambda r: r.video_id):
+        w.writerow(asdict(r))
+    atomic_write_text(index_path(store, split), buffer.getvalue())
 
 
 def read_index(store: Path, split: str) -> list[VideoRecord]:
@@ -195,22 +212,50 @@ def video_dir(store: Path, settings_format: str, split: str, video_id: str) -> P
     return base / split / video_id
 
 
+def partial_dir(final: Path) -> Path:
+    """The temporary folder a video is written to: a short name of its own, so that a source
+    name as long as the file system allows still fits, and one per video (fixed, so that a
+    leftover is found and replaced)."""
+    final = Path(final)
+    digest = hashlib.sha1(os.fsencode(final.name)).hexdigest()[:16]
+    return final.with_name(f".{digest}.partial")
+
+
 def write_video_dir(final: Path, jpegs: list[bytes], meta: dict) -> None:
     """Write a video's JPEG files and meta.json into ``final`` atomically.
 
-    The files go to a temporary sibling folder that is renamed when complete, so ``final``
-    exists only if the video is whole. A leftover temporary folder is removed first."""
+    The files go to a temporary sibling folder, are flushed to disk and the folder renamed
+    when complete, so ``final`` exists only if the video is whole, also after a power cut.
+    A leftover temporary folder is removed first; on any error (a full disk) nothing of this
+    video is left."""
     final = Path(final)
-    tmp = final.with_name(final.name + ".partial")
+    tmp = partial_dir(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for i, data in enumerate(jpegs):
-        (tmp / frame_name(i)).write_bytes(data)
-    (tmp / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
-    if final.exists():  # an older complete copy: replace it
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    try:
+        for i, data in enumerate(jpegs):
+            _write_synced(tmp / frame_name(i), data)
+        _write_synced(tmp / META_FILE, json.dumps(meta).encode("utf-8"))
+        sync_dir(tmp)
+        if final.exists():  # an older complete copy: replace it
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    sync_dir(final.parent)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_video_meta(final: Path) -> dict | None:
