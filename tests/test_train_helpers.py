@@ -87,3 +87,24 @@ def train_cli(*args: str, torchrun: int = 0, timeout: float = 240.0,
         launcher = [sys.executable]
     return subprocess.run([*launcher, "-m", "train", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, env=ONE_THREAD_ENV, **kwargs)
+
+
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a rendezvous or a process group)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def multinode_cmd(nodes: int, per_node: int, node_rank: int, port: int, *args: str,
+                  run_id: str = "tiny") -> list[str]:
+    """One node's torchrun launcher of the README's multi-node launch (c10d rendezvous on
+    127.0.0.1:``port``), running ``python -m train *args``."""
+    return [*TORCHRUN, f"--nnodes={nodes}", f"--nproc-per-node={per_node}",
+            f"--node-rank={node_rank}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id={run_id}", "-m", "train", *args]

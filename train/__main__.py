@@ -7,6 +7,7 @@ import time
 OWN_START = time.time()
 
 import os  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 
 
@@ -20,38 +21,137 @@ def one_line(error: Exception) -> str:
         else lines[-1]
 
 
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def rank_name() -> str | None:
+    """How this process's messages are prefixed ("rank 1 on host-x"; None for one process)."""
+    world = int(_env("WORLD_SIZE", "1")) if _env("WORLD_SIZE", "1").isdigit() else 1
+    if world <= 1:
+        return None
+    local = _env("LOCAL_WORLD_SIZE", str(world))
+    where = socket.gethostname() if local == str(world) else \
+        f"node {_env('GROUP_RANK', '0')}, {socket.gethostname()}"
+    return f"rank {_env('RANK', '0')} on {where}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from train import stop
+
+    with stop.handled():
+        try:
+            return _main(argv)
+        except stop.StopRequested as e:  # a signal before training started
+            return _stopped(e)
+
+
+def _main(argv: list[str] | None) -> int:
+    from train import report
+
+    rank = int(_env("RANK", "0")) if _env("RANK", "0").isdigit() else 0
+    world = int(_env("WORLD_SIZE", "1")) if _env("WORLD_SIZE", "1").isdigit() else 1
+    name = rank_name()
+    repeated = report.repeated_user_error()
+    if repeated is not None:  # torchrun restarted the workers after a user error
+        line = report.error_line(f"not restarted: the previous attempt stopped on a user "
+                                 f"error that would stop this one too ({repeated})", name)
+        print(line, file=sys.stderr, flush=True)
+        report.note_user_error(repeated)
+        report.write_error_file(line)
+        return 2
+
     from opts import ConfigError, build_parser
     from train import TrainError
 
     args = build_parser().parse_args(argv)
-    is_main = os.environ.get("RANK", "0") == "0"
     from datasets import StoreError
+    from train import stop
     from train.run import RunStopped, run
 
     try:
         run(args, OWN_START)
     except (ConfigError, TrainError, StoreError) as e:
-        if is_main:
-            print(f"error: {one_line(e)}", file=sys.stderr)
+        line = report.error_line(one_line(e), name)
+        print(line, file=sys.stderr, flush=True)
+        report.write_error_file(line)
+        report.note_user_error(line)
         return 2
     except RunStopped as e:
-        if is_main:
+        if rank == 0:
             print(f"error: {e}", file=sys.stderr)
         return 1
+    except stop.StopRequested as e:
+        return _stopped(e)
     except RuntimeError as e:
-        from train.distributed import peer_lost
-
-        if os.environ.get("WORLD_SIZE", "1") == "1" or not peer_lost(e):
+        line = _failed_wait(e, rank, world, name)
+        if line is None:
             raise
-        # Another process died (killed, out of memory): its own report says why. One line
-        # here instead of this process's traceback through the collective that failed.
-        print(f"error: process {os.environ.get('RANK')} lost another process of the run "
-              f"({one_line(e).split('. ')[0]}); the results so far are kept: resume with "
-              "--resume <results>/<config>/<run id> and the same process count",
-              file=sys.stderr)
+        print(line, file=sys.stderr, flush=True)
+        report.write_error_file(line, consequence=True)
         return 1
     return 0
+
+
+def _failed_wait(error: RuntimeError, rank: int, world: int, name: str | None) -> str | None:
+    """One line for a wait that failed (another process gone, a timeout), else None."""
+    from train import distributed, report
+
+    text = one_line(error)
+    if "DataLoader timed out" in text:
+        return report.error_line(
+            f"timeout_s: no batch from the loader's workers within {text.split()[-2]} s (a "
+            "worker hung: stalled storage or a stopped process); the results so far are kept: "
+            "resume the run (make resume RUN=<run dir>), and raise --timeout if the store is "
+            "just slow", name)
+    if world == 1:
+        return None
+    wait = distributed.last_wait() or "a collective"
+    if distributed.timed_out(error):
+        return report.error_line(
+            f"timeout_s: waited {distributed.timeout_s() or 0:g} s for another process at "
+            f"{wait} (one stopped, hung or fell far behind); the results so far are kept: "
+            "resume the run (make resume RUN=<run dir>), and raise --timeout if a process is "
+            "just slow", name)
+    if not distributed.peer_lost(error):
+        return None
+    others = report.peer_errors(rank, world)
+    if others:  # their error, printed by them: resuming would stop on it again
+        who = ", ".join(f"process {r}" for r in sorted(others))
+        return report.error_line(f"{who} stopped: see its error above", name)
+    # Another process died (killed, out of memory): its own report says why. One line here
+    # instead of this process's traceback through the collective that failed.
+    return report.error_line(
+        f"lost another process of the run at {wait} ({text.split('. ')[0]}); the results "
+        "so far are kept: resume with --resume <results>/<config>/<run id> and the same "
+        "process count", name)
+
+
+def _stopped(e) -> int:
+    """The one line of a run stopped by a signal (rank 0 says it for all processes)."""
+    from train import report
+
+    rank = int(_env("RANK", "0")) if _env("RANK", "0").isdigit() else 0
+    world = int(_env("WORLD_SIZE", "1")) if _env("WORLD_SIZE", "1").isdigit() else 1
+    others = report.peer_errors(rank, world) if world > 1 else {}
+    if others:  # torchrun stopping the others after one's error: that error is the cause
+        if rank == 0:
+            who = ", ".join(f"process {r}" for r in sorted(others))
+            print(report.error_line(f"{who} stopped: see its error above", rank_name()),
+                  file=sys.stderr, flush=True)
+        return 1
+    if rank == 0:
+        if e.run_dir is None:
+            where = "before training started; nothing to resume"
+        else:
+            gpus = int(_env("WORLD_SIZE", "1")) if _env("WORLD_SIZE", "1").isdigit() else 1
+            nodes = gpus // max(1, int(_env("LOCAL_WORLD_SIZE", str(gpus))))
+            where = (f"resume with make resume RUN={e.run_dir}"
+                     + (f" GPUS={gpus}" if gpus > 1 and nodes == 1 else "")
+                     + (" (on every node: the same torchrun launch with --resume "
+                        f"{e.run_dir})" if nodes > 1 else ""))
+        print(f"{e}; {where}", file=sys.stderr, flush=True)
+    return e.exit_code
 
 
 if __name__ == "__main__":

@@ -1,7 +1,16 @@
-"""The run's data: train and val clip datasets over the frame store, with their loaders."""
+"""The run's data: train and val clip datasets over the frame store, with their loaders.
+
+Loader workers hand batches over in shared memory (``/dev/shm``): too little of it (Docker's
+default is 64 MB) kills them with "Bus error", so ``check_shm`` stops the run at start-up with
+the amount needed. A worker that hangs (stalled storage, a stopped process) ends the run after
+``timeout_s`` (the DataLoader's own timeout); with 0 workers the training process reads the
+store itself and no timeout applies to its reads.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -10,8 +19,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets import ClipDataset, TrainTransform, ValTransform, make_loader
-from train import TrainError
+from datasets.loader import init_worker
+from train import TrainError, stop
 from train.distributed import Dist
+
+SHM_PATH = "/dev/shm"
+PREFETCH_FACTOR = 2  # batches each worker keeps ready (make_loader's default)
+# Room beyond the prefetched batches: the batch being collated in each worker and the one
+# the training process still holds, plus the allocator's slack.
+SHM_MARGIN = 2.0
 
 
 @dataclass
@@ -63,6 +79,7 @@ def build_data(config: dict, d: Dist) -> Data:
             raise TrainError(f"{config['data']}: split '{ds.split}' has no clips of "
                              f"{config['clip_len']} frames; rebuild the store")
     per_process = config["batch_size"] // d.world_size
+    check_shm(config, d)
     train_loader, train_sampler = make_loader(
         train_set, per_process, config["workers"], shuffle=True, rank=d.rank,
         world_size=d.world_size, seed=config["seed"])
@@ -75,4 +92,53 @@ def build_data(config: dict, d: Dist) -> Data:
     # (seed, epoch, index) and uses neither.
     for i, loader in enumerate((train_loader, val_loader)):
         loader.generator = torch.Generator().manual_seed(config["seed"] * 2 + i)
+        if config["workers"] > 0:  # DataLoader refuses a timeout without workers
+            loader.timeout = config["timeout_s"]
+            loader.worker_init_fn = _init_worker
     return Data(train_set, val_set, train_loader, val_loader, train_sampler, val_sampler)
+
+
+def _init_worker(worker_id: int) -> None:
+    stop.ignore_in_loader_worker()  # the training process decides when to stop
+    init_worker(worker_id)
+
+
+def shm_needed(per_process_batch: int, clip_len: int, crop: int, workers: int,
+               processes: int, prefetch_factor: int = PREFETCH_FACTOR) -> int:
+    """Bytes of shared memory the loader workers of ``processes`` training processes on one
+    node use for their batches: each worker keeps ``prefetch_factor`` batches of uint8 clips
+    (clip_len x crop x crop x 3) ready, with ``SHM_MARGIN`` for the rest."""
+    clip = clip_len * crop * crop * 3
+    return math.ceil(per_process_batch * clip * prefetch_factor * workers * processes
+                     * SHM_MARGIN)
+
+
+def shm_free(path: str = SHM_PATH) -> int | None:
+    """Free bytes in the shared-memory file system at ``path`` (None: no such file system)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def check_shm(config: dict, d: Dist, path: str | None = None) -> None:
+    """Stop with one line if ``path`` (/dev/shm) cannot hold the loader workers' batches."""
+    workers = config["workers"]
+    free = shm_free(path or SHM_PATH)
+    if workers == 0 or free is None:
+        return
+    crop = max(config["train_crop"], config["val_crop"])
+    per_worker = shm_needed(config["batch_size"] // d.world_size, config["clip_len"], crop, 1,
+                            d.node_processes)
+    need = per_worker * workers
+    if need <= free:
+        return
+    mb = 2**20
+    fit = free // per_worker
+    size_gb = max(1, math.ceil((need + 64 * mb) / 2**30))
+    raise TrainError(
+        f"{path or SHM_PATH}: {free / mb:.0f} MB of shared memory free, but {workers} loader "
+        f"workers x {d.node_processes} process(es) on this node need about {need / mb:.0f} MB "
+        f"for their batches; give the container more (docker run --shm-size={size_gb}g) or use "
+        f"fewer workers (--workers {fit})")

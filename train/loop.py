@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from train import stop
 from train.distributed import Dist, all_reduce_max, all_reduce_sum
 
 CHECK_EVERY = 10  # steps between loss checks (and progress updates); each costs one sync
@@ -90,7 +91,7 @@ def train_one_epoch(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss x clips, hits, clips
-    window = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, steps
+    window = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, steps, signal
     total = len(batches) if hasattr(batches, "__len__") else None
     with tqdm(total=total, desc=f"epoch {epoch}", unit="step", disable=not d.is_main,
               dynamic_ncols=True, leave=False) as bar:  # closed on errors too
@@ -123,11 +124,13 @@ def train_one_epoch(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - progress.start
-    all_reduce_sum(d, sums)
+    all_reduce_sum(d, sums, f"the end of epoch {epoch}")
     share = progress.wait_s / max(seconds, 1e-9)
-    shares = all_reduce_sum(d, torch.tensor([share], dtype=torch.float64, device=device))
+    shares = all_reduce_sum(d, torch.tensor([share], dtype=torch.float64, device=device),
+                            f"the end of epoch {epoch}")
     peak = all_reduce_max(
-        d, torch.tensor([peak_memory_mb(device)], dtype=torch.float64, device=device))
+        d, torch.tensor([peak_memory_mb(device)], dtype=torch.float64, device=device),
+        f"the end of epoch {epoch}")
     loss_sum, hits, clips_seen = sums.tolist()
     return TrainStats(
         loss=loss_sum / max(clips_seen, 1),
@@ -141,8 +144,8 @@ def train_one_epoch(
 
 class _Progress:
     """Loss checks and the progress bar. A check sums the loss over processes (every process
-    runs the same number of steps, so all take part), and stops on a NaN or infinite loss:
-    the same decision on every process."""
+    runs the same number of steps, so all take part), and stops on a NaN or infinite loss or
+    on a signal any process received (train/stop.py): the same decision on every process."""
 
     def __init__(self, d: Dist, epoch: int, bar: tqdm) -> None:
         self.d, self.epoch, self.bar = d, epoch, bar
@@ -152,9 +155,14 @@ class _Progress:
         self.clips = 0  # on this process
 
     def check(self, window: torch.Tensor) -> None:
-        combined = all_reduce_sum(self.d, window.clone())
+        window[2] = 1.0 if stop.pending() else 0.0
+        combined = all_reduce_sum(self.d, window.clone(),
+                                  f"the loss check at epoch {self.epoch}, step {self.step}")
         window.zero_()
-        loss_sum, steps = combined.tolist()
+        loss_sum, steps, signalled = combined.tolist()
+        if signalled:  # which signal: every process takes part, so this is agreed too
+            signum = torch.tensor([stop.pending()], dtype=torch.int64, device=window.device)
+            raise stop.StopRequested(int(all_reduce_max(self.d, signum, "the stop check")))
         mean_loss = loss_sum / steps if steps else 0.0
         if not math.isfinite(loss_sum):
             raise NonFiniteLoss(

@@ -11,20 +11,22 @@ NaN/infinite loss (keeping the last good checkpoint; run.json says "stopped").
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 from pathlib import Path
 
 import opts
 import results_format
 from models.speed import autocast
-from train import TrainError, checkpoint, results, system
+from train import checkpoint, results, stop
 from train.build import Trainee, build_trainee, check_world, restore, seed_epoch
-from train.clock import Clock, Heartbeat, launch_time, read_heartbeat, resume_clock
+from train.clock import Clock, Heartbeat
 from train.data import Data, build_data
 from train.distributed import Dist, broadcast_object, gather_objects, setup, shutdown
 from train.evaluate import EvalResult, evaluate
 from train.loop import NonFiniteLoss, loss_function, train_one_epoch
 from train.results import RunRecord, is_extra_eval, is_scheduled_eval
-from train.resume import resume_config
+from train.resume import open_attempt, resume_config
+from train.rundir import open_results
 from train.schedule import config_lr, set_lr
 
 
@@ -38,62 +40,28 @@ def run(args: argparse.Namespace, own_start: float) -> None:
     else:
         config, changed = opts.config_from_args(args)
         previous = None
-    d = setup()
+    d = setup(config["device"], config["timeout_s"])
     try:
-        config = check_world(config, d)
-        launch = broadcast_object(d, launch_time(own_start))
-        state = _load_checkpoint(args.resume, d) if args.resume is not None else None
-        carried_s, lost_s = 0.0, 0.0
-        if state is not None:
-            carried_s, lost_s = broadcast_object(
-                d, resume_clock(state, read_heartbeat(args.resume)))
-        clock = Clock(launch, carried_s)
-        data = build_data(config, d)
-        trainee = build_trainee(config, d)
-        if state is not None:
-            restore(trainee, state, d)
-        record, run_dir = broadcast_object(
-            d, _open_results(config, changed, previous, state, d, lost_s, args.resume))
-        _train(config, d, data, trainee, record, run_dir, clock)
+        with ExitStack() as held:  # the run folder's lock and the store's read lock
+            config = check_world(config, d)
+            opening = open_attempt(args.resume, config, previous, d, own_start, held)
+            clock = Clock(opening.start, opening.carried_s)
+            data = build_data(config, d)
+            trainee = build_trainee(config, d)
+            if opening.state is not None:
+                restore(trainee, opening.state, d)
+            stop.defer()  # from here a signal stops all processes together, files complete
+            clips = {"train": len(data.train_set), "val": len(data.val_set)}
+            record, run_dir = broadcast_object(
+                d, open_results(config, changed, opening, clips, d, own_start, held),
+                "rank 0 opening the results folder")
+            try:
+                _train(config, d, data, trainee, record, run_dir, clock)
+            except stop.StopRequested as e:
+                e.run_dir = run_dir
+                raise
     finally:
         shutdown(d)
-
-
-def _load_checkpoint(run_dir: Path, d: Dist) -> dict:
-    state = checkpoint.load(run_dir)
-    if state["world_size"] != d.world_size:
-        raise TrainError(
-            f"{run_dir}: the run used {state['world_size']} process(es); resume it with "
-            f"torchrun --standalone --nproc-per-node={state['world_size']}")
-    return state
-
-
-def _open_results(config, changed, previous, state, d: Dist, lost_s, resume_dir):
-    """Rank 0 creates (or, on resume, reopens) the results folder and writes config.yaml,
-    system.json and run.json. Returns (record, folder); (None, None) on other ranks."""
-    if not d.is_main:
-        return None, None
-    info = system.describe(d.device, d.world_size)
-    if state is None:
-        run_dir = results.create_run_dir(Path(config["out"]), config["name"])
-        record = RunRecord(config, run_dir.name, changed, info["git_dirty"], info["machine"],
-                           info["device"], d.world_size)
-    else:
-        run_dir = Path(resume_dir)
-        for partial in run_dir.glob("*.tmp*"):  # files a killed run was writing
-            partial.unlink(missing_ok=True)
-        results.keep_epochs_through(run_dir, state["epoch"])
-        record = RunRecord(
-            config, state["run_id"], changed, previous["git_dirty"] or info["git_dirty"],
-            info["machine"], info["device"], d.world_size, resumed=True, lost_s=lost_s,
-            untimed_s=state.get("untimed_s", 0.0), reached=state["reached"],
-            t_target_s=state["t_target_s"], epochs_done=state["epoch"] + 1)
-        print(f"resuming {run_dir} after epoch {state['epoch']} (lost {lost_s:.1f} s "
-              "of work to stops so far, counted in the clock)", flush=True)
-    results.write_config(run_dir, config)
-    results.write_json(run_dir / results.SYSTEM_FILE, info)
-    results.write_json(run_dir / results.RUN_FILE, record.to_json())
-    return record, run_dir
 
 
 def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run_dir: Path,
@@ -150,18 +118,17 @@ def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run
         if d.is_main:
             results.append_epoch(run_dir, row)
             _log_epoch(config, row, val)
-            checkpoint.save(run_dir, {
-                "epoch": epoch, "model": trainee.module.state_dict(),
+            point = checkpoint.ResumePoint.of_run(record, epoch, clock.elapsed())
+            checkpoint.save(run_dir, point, {
+                "model": trainee.module.state_dict(),
                 "optimizer": trainee.optimizer.state_dict(),
                 "scheduler": {"last_epoch": epoch},  # the LR is a function of the epoch
                 "scaler": trainee.scaler.state_dict(), "rng": rng,
-                "elapsed_s": clock.elapsed(), "lost_s": record.lost_s,
-                "untimed_s": record.untimed_s,
-                "reached": record.reached, "t_target_s": record.t_target_s,
-                "world_size": d.world_size, "run_id": record.run_id,
             })
             results.write_json(run_dir / results.RUN_FILE, record.to_json())
             heartbeat.beat(force=True)
+        if not done():
+            stop.check(d)  # a signal stops every process here, right after a checkpoint
     record.finished = True
     record.state = results_format.STATE_FINISHED
     if d.is_main:

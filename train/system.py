@@ -81,41 +81,87 @@ def _versions() -> dict[str, str | None]:
     return versions
 
 
-def machine_label(device: str, gpus: list[dict], cpu_model: str, cores: int) -> str:
-    """Short label that groups runs of the same hardware, e.g. "4 x NVIDIA TITAN RTX"."""
-    if device == "cuda" and gpus:
-        names = sorted({g["name"] for g in gpus})
-        return f"{len(gpus)} x {' + '.join(names)}"
-    return f"cpu: {cpu_model} ({cores} cores)"
+def numerics() -> dict:
+    """The numerics flags in force (they change results and speed on a GPU). "fp32" runs keep
+    PyTorch's defaults: the trainer sets none of these, and system.json shows what held."""
+    return {
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+    }
 
 
-def describe(device: torch.device, world_size: int) -> dict:
-    """system.json content; the GPUs listed are those the run's processes use."""
-    cores = os.cpu_count() or 1
-    cpu_model = _cpu_model()
+def node_description(device: torch.device, processes: int, node: int = 0) -> dict:
+    """The hardware of this node: host, CPU, memory and the GPUs its ``processes`` processes
+    use (cuda:0 .. cuda:<processes - 1>, the devices of this node only)."""
     gpus = []
     if device.type == "cuda":
-        for i in range(world_size):
+        for i in range(processes):
             props = torch.cuda.get_device_properties(i)
             gpus.append({"name": props.name, "memory_mb": props.total_memory // 2**20})
+    return {
+        "node": node, "host": socket.gethostname(), "processes": processes,
+        "cpu": {"model": _cpu_model(), "cores": os.cpu_count() or 1},
+        "memory_gb": _memory_gb(), "gpus": gpus,
+        "driver": _gpu_driver() if gpus else None,
+    }
+
+
+def gather_nodes(d) -> list[dict]:
+    """Every node's description, by node, gathered from each node's local rank 0 (a
+    collective: every process of the run calls it at the same point)."""
+    from train.distributed import gather_objects
+
+    mine = node_description(d.device, d.node_processes, d.node) if d.local_rank == 0 else None
+    found = gather_objects(d, mine, "the description of every node")
+    return sorted((n for n in found if n is not None), key=lambda n: n["node"])
+
+
+def machine_label(device: str, nodes: list[dict]) -> str:
+    """Short label that groups runs of the same hardware: "4 x NVIDIA TITAN RTX",
+    "2 nodes x 4 x NVIDIA A100", "cpu: <model> (N cores)", "2 nodes x 2 processes, cpu: ..."."""
+    per_node = {len(n["gpus"]) if device == "cuda" else n["processes"] for n in nodes}
+    count = per_node.pop() if len(per_node) == 1 else "/".join(
+        str(len(n["gpus"]) if device == "cuda" else n["processes"]) for n in nodes)
+    many = f"{len(nodes)} nodes x " if len(nodes) > 1 else ""
+    if device == "cuda" and any(n["gpus"] for n in nodes):
+        names = sorted({g["name"] for n in nodes for g in n["gpus"]})
+        return f"{many}{count} x {' + '.join(names)}"
+    cpu = "cpu: " + " + ".join(sorted(
+        {f"{n['cpu']['model']} ({n['cpu']['cores']} cores)" for n in nodes}))
+    return f"{many}{count} processes, {cpu}" if many else cpu
+
+
+def describe(device: torch.device, nodes: list[dict] | int) -> dict:
+    """system.json content: rank 0's host and code, and every node's hardware (``nodes``
+    from ``gather_nodes``; a number of processes means this node alone)."""
+    if isinstance(nodes, int):
+        nodes = [node_description(device, nodes)]
+    first = nodes[0]
+    gpus = [{**g, "node": n["node"]} for n in nodes for g in n["gpus"]]
     commit, dirty = git_state()
     versions = _versions()
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "cpu": {"model": cpu_model, "cores": cores},
-        "memory_gb": _memory_gb(),
+        "cpu": first["cpu"],
+        "memory_gb": first["memory_gb"],
         "device": device.type,
         "gpus": gpus,
         "gpu_count": len(gpus),
-        "driver": _gpu_driver() if gpus else None,
+        "driver": first["driver"],
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if gpus else None,
         "torch": torch.__version__,
         "torchvision": versions.get("torchvision"),
         "libraries": versions,
+        "numerics": numerics(),
+        "node_count": len(nodes),
+        "nodes": nodes,
         "git_commit": commit,
         "git_dirty": dirty,
-        "machine": machine_label(device.type, gpus, cpu_model, cores),
+        "machine": machine_label(device.type, nodes),
     }
