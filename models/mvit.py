@@ -12,6 +12,12 @@ presets need smaller clips, and two things are changed after building:
   which never stores the N x N_kv attention matrix: about 15% less time per training step
   at 16x224x224 on CPU (benchmarks/model_step.py), and the fused kernels on GPUs.
 
+The head, as the reference run made it: the 400-way model is built and initialised
+(truncated normal std 0.02 for linear layers), then its 768->400 projection is replaced by a
+fresh ``nn.Linear(768, num_classes)`` with PyTorch's default initialisation (weights and bias
+uniform in +-1/sqrt(768)). One seed gives the same weights as pytorchvideo's hub
+``mvit_base_16x4`` with its projection replaced under that seed.
+
 torchvision stores q, k and v as one linear layer; ``models.convert`` maps the keys.
 """
 
@@ -30,6 +36,7 @@ POOL_NORM_EPS = 1e-5  # the reference's attention-pooling LayerNorm; 1e-6 elsewh
 Q_STRIDE = (1, 2, 2)
 FIRST_KV_STRIDE = (1, 8, 8)  # kv pooling stride of block 0, divided by Q_STRIDE at each stage
 PATCH_STRIDE = (2, 4, 4)
+REFERENCE_CLASSES = 400  # the hub model's head, built and initialised before it is replaced
 
 
 def mvit_b_block_settings() -> list[MSBlockConfig]:
@@ -101,8 +108,10 @@ def build_mvit_b_16x4(
         proj_after_attn=False,
         dropout=dropout,
         stochastic_depth_prob=drop_path,
-        num_classes=num_classes,
+        num_classes=REFERENCE_CLASSES,
     )
+    # The reference's fresh head, created after the init: PyTorch's default Linear init.
+    model.head[1] = nn.Linear(model.head[1].in_features, num_classes)
     for module in model.modules():
         if isinstance(module, Pool) and module.norm_act is not None:
             for norm in module.norm_act:

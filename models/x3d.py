@@ -12,6 +12,13 @@ The architecture, the initialisation and the forward pass are those of pytorchvi
   the clip length and crop (stride 1) -> 1x1x1 conv 432->2048 -> ReLU -> dropout -> linear
   per position -> softmax -> average over the positions left by the pool.
 
+Initialisation, as the reference run made it: the 400-way model is built and initialised
+the way pytorchvideo does (He-normal convolutions, BatchNorm 1/0 with every residual branch's
+last BatchNorm zeroed, a 2048->400 projection N(0, 0.01)), then that projection is replaced
+by a fresh ``nn.Linear(2048, num_classes)`` with PyTorch's default initialisation (weights
+and bias uniform in +-1/sqrt(2048)). One seed gives the same weights as pytorchvideo's hub
+``x3d_m`` with its projection replaced under that seed.
+
 The fixed pool kernel matters: a model built for 16x224x224 and fed a 256 crop pools 7x7
 windows over an 8x8 map and averages the softmax of the four windows, exactly as the
 reference does when the benchmark evaluates X3D-M at crop 256.
@@ -30,6 +37,7 @@ BOTTLENECK_FACTOR = 2.25
 SE_RATIO = 0.0625
 HEAD_WIDTH = 2048
 TOTAL_SPATIAL_STRIDE = 32  # stem 2 x four stages of 2
+REFERENCE_CLASSES = 400  # the hub model's head, built and initialised before it is replaced
 
 
 def _round_se_width(width: int) -> int:
@@ -176,18 +184,22 @@ class X3D(nn.Module):
 
         side = math.ceil(crop_size / TOTAL_SPATIAL_STRIDE)
         self.head = X3DHead(
-            STAGE_WIDTHS[-1], int(BOTTLENECK_FACTOR * STAGE_WIDTHS[-1]), num_classes,
+            STAGE_WIDTHS[-1], int(BOTTLENECK_FACTOR * STAGE_WIDTHS[-1]), REFERENCE_CLASSES,
             (clip_len, side, side), dropout, head_softmax,
         )
         _init_weights(self)
+        # The reference's fresh head: created after the init, so it keeps PyTorch's default
+        # Linear init and the random numbers drawn before it are those of the 400-way model.
+        self.head.fc = nn.Linear(HEAD_WIDTH, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
 
 
 def _init_weights(model: nn.Module) -> None:
-    """The reference's ResNet-style init: He-normal (fan_out) convs, BN 1/0, linear N(0, 0.01),
-    and the last BN of every residual branch zeroed so that each block starts as identity."""
+    """pytorchvideo's ResNet-style init: He-normal (fan_out) convs, BN 1/0, linear N(0, 0.01)
+    (the 400-way projection, replaced afterwards), and the last BN of every residual branch
+    zeroed so that each block starts as identity."""
     for m in model.modules():
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -58,6 +58,7 @@ def test_parameter_count_seeded_init_and_benchmark_size_eval():
     """At the benchmark's 16x224x224: parameter count, init and outputs of the hub model."""
     torch.manual_seed(0)
     ref = reference(16, 224)
+    ref.head.proj = nn.Linear(768, 400)  # the reference's fresh head (test_models_heads)
     torch.manual_seed(0)
     ours = models.build("mvit_b_16x4", 400)
     count = sum(p.numel() for p in ours.parameters())
@@ -144,6 +145,8 @@ def test_dropout_and_drop_path_options_match_the_reference():
 def test_build_rejects_bad_options_and_sizes():
     with pytest.raises(ValueError, match="valid options: dropout, drop_path"):
         models.build("mvit_b_16x4", 20, head_softmax=False)
+    with pytest.raises(ValueError, match="valid options: dropout, drop_path"):
+        models.build("mvit_b_16x4", 20, bn_span=4)  # only LayerNorm: no BatchNorm span
     with pytest.raises(ValueError, match="even clip_len"):
         models.build("mvit_b_16x4", 20, clip_len=15)
     with pytest.raises(ValueError, match="divisible by 4"):

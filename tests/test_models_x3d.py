@@ -115,6 +115,7 @@ def test_train_mode_gradients_in_float64():
 def test_parameter_count_and_seeded_init_equal_the_hub_model():
     torch.manual_seed(0)
     ref = x3d_m(pretrained=False)
+    ref.blocks[5].proj = nn.Linear(2048, 400)  # the reference's fresh head (test_models_heads)
     torch.manual_seed(0)
     ours = models.build("x3d_m", 400)
     count = sum(p.numel() for p in ours.parameters())
@@ -164,7 +165,7 @@ def test_stage2_shortcut_bn_and_dropout_options():
 def test_build_rejects_bad_names_options_and_sizes():
     with pytest.raises(ValueError, match="valid models: x3d_m, mvit_b_16x4"):
         models.build("x3d_l", 20)
-    valid = "valid options: head_softmax, stage2_shortcut_bn, dropout"
+    valid = "valid options: head_softmax, stage2_shortcut_bn, dropout, bn_span"
     with pytest.raises(ValueError, match=valid):
         models.build("x3d_m", 20, drop_path=0.1)
     with pytest.raises(ValueError, match="crop_size >= 32"):

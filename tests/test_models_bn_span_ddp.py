@@ -1,0 +1,137 @@
+"""X3D-M's 4-clip BatchNorm under DistributedDataParallel on 1, 2, 4 and 8 gloo processes
+against the reference's DataParallel over 4 GPUs, rebuilt independently here: the global
+batch of 16 cut into four chunks of 4, chunk k through replica k (plain ``nn.BatchNorm3d``
+copies of the model), loss over the concatenated outputs, gradients summed over the
+replicas, only replica 0's running statistics kept.
+
+Float64 and no dropout, so that the two computations agree to rounding; a tiny clip
+(4 x 32 x 32) so that 8 processes fit on 2 cores in seconds."""
+
+import copy
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+import models
+from models.bn_span import apply_bn_span
+
+GLOBAL_BATCH = 16
+SPAN = 4
+CLIP = (4, 32)  # frames, crop
+RTOL, ATOL = 1e-7, 1e-10
+
+
+def build_model() -> nn.Module:
+    """Seeded X3D-M with random weights and running statistics (the init zeroes every residual
+    branch's last BatchNorm, which would hide most layers from the comparison)."""
+    torch.manual_seed(0)
+    model = models.build("x3d_m", 20, clip_len=CLIP[0], crop_size=CLIP[1], dropout=0.0)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            noise = torch.randn(tensor.shape, generator=generator)
+            if name.endswith("running_var"):
+                tensor.copy_(0.5 + noise.abs())
+            elif tensor.dim() <= 1:
+                tensor.copy_(noise * 0.2 + (1.0 if name.endswith(".weight") else 0.0))
+            else:
+                tensor.copy_(tensor + 0.1 * tensor.std() * noise)
+    return model.double()
+
+
+def batch(size: int = GLOBAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(size, 3, CLIP[0], CLIP[1], CLIP[1], generator=generator, dtype=torch.float64)
+    return x, torch.randint(0, 20, (size,), generator=generator)
+
+
+def optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """The workload's SGD."""
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.94, nesterov=True,
+                           weight_decay=5e-4)
+
+
+def data_parallel_step(x: torch.Tensor, y: torch.Tensor, devices: int = 4) -> dict:
+    """The reference: DataParallel's scatter (torch.chunk over the devices), one replica per
+    chunk, replica 0 being the model itself (its running statistics are the ones kept)."""
+    model = build_model().train()
+    chunks = x.chunk(devices)
+    replicas = [model] + [copy.deepcopy(model) for _ in chunks[1:]]
+    loss = F.cross_entropy(torch.cat([r(c) for r, c in zip(replicas, chunks, strict=True)]), y)
+    loss.backward()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            for replica in replicas[1:]:
+                param.grad += replica.get_parameter(name).grad
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    optimizer(model).step()
+    return {"loss": loss.item(), "grads": grads, "state": model.state_dict()}
+
+
+def ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        per_process = GLOBAL_BATCH // world
+        model = apply_bn_span(build_model().train(), SPAN, per_process, rank, world)
+        ddp = DistributedDataParallel(model)
+        x, y = batch()
+        mine = slice(rank * per_process, (rank + 1) * per_process)
+        loss = F.cross_entropy(ddp(x[mine]), y[mine])
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        optimizer(model).step()
+        before_sync = copy.deepcopy(model.state_dict())
+        for buffer in model.buffers():  # what the trainer does before evaluating
+            dist.broadcast(buffer, src=0)
+        torch.save({"loss": loss.item(), "grads": grads, "before_sync": before_sync,
+                    "state": model.state_dict()}, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    torch.set_num_threads(1)
+    return data_parallel_step(*batch())
+
+
+def assert_states_close(actual: dict, expected: dict, what: str) -> None:
+    assert set(actual) == set(expected)
+    for name, tensor in actual.items():
+        torch.testing.assert_close(tensor, expected[name], rtol=RTOL, atol=ATOL,
+                                   msg=lambda m, name=name: f"{what} {name}: {m}")
+
+
+@pytest.mark.parametrize("world", [1, 2, 4, 8])
+def test_one_step_equals_data_parallel_over_four_chunks(world, reference, tmp_path):
+    # Forked, not spawned: the children start with torch and the model code imported, which
+    # is most of their time here. Safe because no OpenMP thread pool has been started:
+    # every process of this module runs on one thread.
+    mp.start_processes(ddp_worker, args=(world, str(tmp_path / "init"), str(tmp_path)),
+                       nprocs=world, start_method="fork")
+    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
+    # Each process's loss is the mean over its clips; the global loss is their mean.
+    loss = sum(r["loss"] for r in results) / world
+    assert loss == pytest.approx(reference["loss"], rel=1e-12)
+    initial = build_model().state_dict()
+    for rank, result in enumerate(results):
+        assert_states_close(result["grads"], reference["grads"], f"rank {rank} gradient")
+        assert_states_close(result["state"], reference["state"], f"rank {rank} after sync")
+        # Before the broadcast: rank 0 holds the reference's running statistics (chunk 0's
+        # update); the other ranks have not updated theirs.
+        expected = reference["state"] if rank == 0 else {
+            **reference["state"],
+            **{k: v for k, v in initial.items() if "running" in k or "num_batches" in k}}
+        assert_states_close(result["before_sync"], expected, f"rank {rank} before sync")
+    stats = [k for k in initial if k.endswith("running_mean")]
+    assert stats and not torch.allclose(reference["state"][stats[0]], initial[stats[0]])
