@@ -54,8 +54,8 @@ def _main(argv: list[str] | None) -> int:
     name = rank_name()
     repeated = report.repeated_user_error()
     if repeated is not None:  # torchrun restarted the workers after a user error
-        line = report.error_line(f"not restarted: the previous attempt stopped on a user "
-                                 f"error that would stop this one too ({repeated})", name)
+        line = report.error_line("not restarted: the previous attempt stopped on a user "
+                                 f"error that would stop this one too: {repeated}", name)
         print(line, file=sys.stderr, flush=True)
         report.note_user_error(repeated)
         report.write_error_file(line)

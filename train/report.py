@@ -126,7 +126,7 @@ def note_user_error(line: str) -> None:
     path = _marker(_attempt())
     if path is not None:
         try:
-            path.write_text(line + "\n", encoding="utf-8")
+            path.write_text(line.removeprefix("error: ") + "\n", encoding="utf-8")
         except OSError:
             pass
 
