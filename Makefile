@@ -6,6 +6,9 @@
 #   GPUS     processes (GPUs) per node               (1)
 #   WORKERS  DataLoader workers per process          (8)
 #   RESULTS  results folder                          (results)
+#   TORCH_INDEX  PyTorch wheel index for torch and torchvision, e.g.
+#            https://download.pytorch.org/whl/cu126 for a driver older than the pinned
+#            build's CUDA 13 (none: PyPI); takes effect on a fresh venv (make clean-venv)
 #   K400     make data: a local Kinetics-400 copy to assemble Kinetics-20 from (none: git)
 #   K20_REPO make data: git repository holding data/kinetics20 (the original benchmark's)
 PYTHON_SYS ?= python3
@@ -28,6 +31,9 @@ K20_REPO ?= https://github.com/emadRad/VideoModelBenchmark.git
 CNN_CONFIG         ?= configs/X3D_M.yaml
 TRANSFORMER_CONFIG ?= configs/MVIT_B_16x4.yaml
 TRAIN_ARGS ?=
+TORCH_INDEX ?=
+REFERENCE  ?= configs/reference.yaml
+PROBE_ARGS ?=
 RUN        ?=
 
 # The demo: the whole pipeline on the built-in synthetic dataset, sized for a CPU:
@@ -42,7 +48,7 @@ DEMO_ARGS    ?=
 
 TORCHRUN := $(VENV)/bin/torchrun --standalone --nproc-per-node=$(GPUS)
 
-.PHONY: venv native synth data check frames verify bench-cnn bench-transformer resume score demo test faults lint perf clean-venv
+.PHONY: venv native synth data check frames verify bench-cnn bench-transformer resume score demo test faults lint perf probe clean-venv
 
 venv: $(ENV)
 
@@ -57,6 +63,8 @@ $(NATIVE): datasets/jpeg_window.c datasets/bilinear.c
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON_SYS) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+	    --index-url $(TORCH_INDEX) $$(grep -E '^torch(vision)?==' requirements.txt))
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-test.txt
 	touch $@
 
@@ -86,6 +94,13 @@ bench-transformer: $(ENV)
 
 resume: $(ENV)
 	$(TORCHRUN) -m train --resume $(RUN) --data $(STORE) --workers $(WORKERS)
+
+# Before a run: checks, what the GPUs eat vs what the loader supplies, predicted time and
+# score of both models (README, "Before a run"). PROBE_ARGS: see python -m probe --help.
+probe: $(ENV)
+	$(PY) -m probe --configs $(CNN_CONFIG) $(TRANSFORMER_CONFIG) --gpus $(GPUS) \
+	    --workers $(WORKERS) --store $(STORE) --results $(RESULTS) --reference $(REFERENCE) \
+	    $(PROBE_ARGS)
 
 score: $(STAMP)
 	$(PY) -m score --results $(RESULTS)
