@@ -92,8 +92,10 @@ bench-cnn: $(ENV)
 bench-transformer: $(ENV)
 	$(TORCHRUN) -m train --config $(TRANSFORMER_CONFIG) --data $(STORE) --workers $(WORKERS) --out $(RESULTS) $(TRAIN_ARGS)
 
+# A run keeps its own store: --data only if STORE is given on the command line (it must then
+# have the run's fingerprint).
 resume: $(ENV)
-	$(TORCHRUN) -m train --resume $(RUN) --data $(STORE) --workers $(WORKERS)
+	$(TORCHRUN) -m train --resume $(RUN) $(if $(filter command line,$(origin STORE)),--data $(STORE)) --workers $(WORKERS)
 
 # Before a run: checks, what the GPUs eat vs what the loader supplies, predicted time and
 # score of both models (README, "Before a run"). PROBE_ARGS: see python -m probe --help.

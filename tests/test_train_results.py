@@ -43,9 +43,13 @@ def test_run_json_compliance():
     assert RunRecord(config, "id", [], True, "m", "cuda", 4).to_json()["compliant"] is False
 
 
+def _point(elapsed_s: float, lost_s: float, epoch: int = 3) -> checkpoint.ResumePoint:
+    return checkpoint.ResumePoint(epoch, elapsed_s, lost_s, 0.0, False, None, 1, "id")
+
+
 def test_resume_clock_counts_lost_work_but_not_downtime():
     # Run A: checkpoint at clock 100 s, last heartbeat at clock 150 s, then killed.
-    ckpt = {"elapsed_s": 100.0, "lost_s": 0.0}
+    ckpt = _point(100.0, 0.0)
     carried, lost = clock.resume_clock(ckpt, 150.0)
     assert (carried, lost) == (150.0, 50.0)
     # Run B resumes (however long after) from clock 150 s and is killed at clock 200 s
@@ -53,8 +57,8 @@ def test_resume_clock_counts_lost_work_but_not_downtime():
     carried, lost = clock.resume_clock(ckpt, 200.0)
     assert (carried, lost) == (200.0, 100.0)
     # Killed right after a checkpoint (heartbeat older than it) or with no heartbeat at all.
-    assert clock.resume_clock({"elapsed_s": 300.0, "lost_s": 7.0}, 290.0) == (300.0, 7.0)
-    assert clock.resume_clock({"elapsed_s": 300.0, "lost_s": 7.0}, None) == (300.0, 7.0)
+    assert clock.resume_clock(_point(300.0, 7.0), 290.0) == (300.0, 7.0)
+    assert clock.resume_clock(_point(300.0, 7.0), None) == (300.0, 7.0)
 
 
 def test_heartbeat_writes_the_run_clock(tmp_path):
@@ -71,12 +75,15 @@ def test_checkpoint_round_trip_with_weights_only_and_rng_states(tmp_path):
     random.seed(1)
     np.random.seed(2)
     torch.manual_seed(3)
-    state = {"epoch": 4, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "rng": [checkpoint.rng_state()], "elapsed_s": 12.5, "lost_s": 0.0}
-    checkpoint.save(tmp_path, state)
+    point = checkpoint.ResumePoint(4, 12.5, 0.0, 1.5, False, None, 1, "run-id",
+                                   [{"host": "h", "restart": 0}], "sha256:ab")
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "rng": [checkpoint.rng_state()]}
+    checkpoint.save(tmp_path, point, state)
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     assert not list(tmp_path.glob("*.tmp*"))
-    loaded = checkpoint.load(tmp_path)  # torch.load(weights_only=True) inside
+    read_point, loaded = checkpoint.load(tmp_path)  # torch.load(weights_only=True) inside
+    assert read_point == point
     checkpoint.restore_rng(loaded["rng"][0])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
     fresh = torch.optim.SGD(torch.nn.Linear(3, 2).parameters(), lr=0.1, momentum=0.9)

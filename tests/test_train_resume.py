@@ -106,10 +106,11 @@ def test_nonfinite_loss_stops_with_one_line_and_keeps_last_checkpoint(store, tmp
     assert err[-1].startswith("error: training loss became nan at epoch 1")
     assert "last good checkpoint (epoch 0)" in err[-1]
     (run_dir,) = (tmp_path / "test_tiny").iterdir()
-    assert checkpoint.load(run_dir)["epoch"] == 0
+    assert checkpoint.load(run_dir)[0].epoch == 0
     assert [r["epoch"] for r in results.read_epochs(run_dir)] == ["0"]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["finished"] is False and run["epochs_done"] == 1
+    assert run["state"] == "stopped"  # the scorer counts it as a missed run
 
 
 def test_resume_refuses_a_different_process_count(store, tmp_path):

@@ -1,14 +1,20 @@
 """Checkpoints and the random-number generator states, so a killed run loses nothing.
 
 Checkpoints hold only tensors and plain Python values, are written to a temporary file and
-renamed, and are read back with ``torch.load(weights_only=True)``. The run clock and the
-heartbeat are in train/clock.py.
+renamed, and are read back with ``torch.load(weights_only=True)``. Besides the weights,
+optimiser, loss scaler and generator states, a checkpoint holds the run's resume point
+(``ResumePoint``: where the run is and what its clock says), flat at the top level. The run
+clock and the heartbeat are in train/clock.py.
+
+Formats: 1 (before the resume point had ``attempts`` and ``store_fingerprint``) is still read,
+those two taken as unknown; 2 is written.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +23,42 @@ import torch
 from results_format import CHECKPOINT_FILE
 from train import TrainError
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+
+@dataclass
+class ResumePoint:
+    """Where a run stands after its last complete epoch: what a resume continues from."""
+
+    epoch: int  # the last complete epoch (0-based)
+    elapsed_s: float  # run clock when the checkpoint was taken
+    lost_s: float  # work thrown away by kills and crashes so far, counted in the clock
+    untimed_s: float  # extra evaluations so far, off the clock
+    reached: bool
+    t_target_s: float | None
+    world_size: int
+    run_id: str
+    attempts: list[dict] = field(default_factory=list)  # run.json ``attempts`` at the time
+    store_fingerprint: str | None = None  # of the store the run read (None: not recorded)
+
+    @classmethod
+    def of_run(cls, record, epoch: int, elapsed_s: float) -> ResumePoint:
+        """The resume point after ``epoch`` of the run ``record`` (a train.results.RunRecord)."""
+        return cls(epoch, elapsed_s, record.lost_s, record.untimed_s, record.reached,
+                   record.t_target_s, record.gpus, record.run_id, list(record.attempts),
+                   (record.store or {}).get("fingerprint"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict) -> ResumePoint:
+        """The resume point of a checkpoint (format 1 lacks the last two fields)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in state.items() if k in known}
+        values.setdefault("untimed_s", 0.0)
+        return cls(**values)
 
 
 # ---- random number generator states (plain values only, for weights_only loading) ---------
@@ -55,18 +96,21 @@ def restore_rng(state: dict) -> None:
 
 # ---- saving and loading --------------------------------------------------------------------
 
-def save(run_dir: Path, state: dict) -> None:
-    """Write ``state`` to checkpoint.pt via a temporary file and a rename."""
+def save(run_dir: Path, point: ResumePoint, state: dict) -> None:
+    """Write the resume point and ``state`` (model, optimizer, scheduler, scaler, rng) to
+    checkpoint.pt via a temporary file and a rename."""
     path = Path(run_dir) / CHECKPOINT_FILE
     tmp = path.with_name(f"{CHECKPOINT_FILE}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
+        torch.save({"format": FORMAT, **point.to_dict(), **state}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def load(run_dir: Path) -> dict:
+def load(run_dir: Path) -> tuple[ResumePoint, dict]:
+    """(resume point, the whole checkpoint) of a run folder; one-line TrainError if there is
+    none or it cannot be used."""
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.is_file():
         raise TrainError(
@@ -78,6 +122,11 @@ def load(run_dir: Path) -> dict:
     except Exception as e:  # a damaged file: say which and what to do, not a traceback
         raise TrainError(f"{path}: unreadable checkpoint ({type(e).__name__}); "
                          "start a new run") from None
-    if state.get("format") != FORMAT:
-        raise TrainError(f"{path}: checkpoint format {state.get('format')}, expected {FORMAT}")
-    return state
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise TrainError(f"{path}: checkpoint format {found}, this version reads "
+                         f"{', '.join(map(str, READABLE_FORMATS))}; start a new run")
+    try:
+        return ResumePoint.from_dict(state), state
+    except TypeError:  # a field missing: not a checkpoint this trainer wrote
+        raise TrainError(f"{path}: checkpoint without a resume point; start a new run") from None

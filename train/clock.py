@@ -20,6 +20,18 @@ run's lost time: ``lost_s`` in run.json is the sum over all kills of
 times), and the clock stands still during untimed work, a run killed again before its next
 checkpoint, or during an extra evaluation, is still counted right. At most the heartbeat
 interval (1 s) per kill goes uncounted.
+
+Restart rule (``torchrun --max-restarts``). A restarted worker group continues the same run
+(train/rundir.py finds its folder). torchrun's own start is the first attempt's, so the restart
+does not time itself from there (that would count the failed attempt a second time): it takes
+the resume rule above with the new attempt's own start in place of the launch,
+
+    elapsed at restart = max(checkpoint clock, last heartbeat clock) + time of the new process
+
+With no checkpoint yet (killed in epoch 0) the run starts over in the same folder and the clock
+goes on from the last heartbeat, all of which is lost work. With neither (killed before its
+first heartbeat) the restart times itself from torchrun's start, which then holds the failed
+attempt once. ``attempt_clock`` applies these rules.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from results_format import HEARTBEAT_FILE
+from train.checkpoint import ResumePoint
 
 
 class Clock:
@@ -92,10 +105,30 @@ def read_heartbeat(run_dir: Path) -> float | None:
         return None
 
 
-def resume_clock(checkpoint: dict, heartbeat_s: float | None) -> tuple[float, float]:
+def resume_clock(point: ResumePoint, heartbeat_s: float | None) -> tuple[float, float]:
     """(clock reading to continue from, total lost seconds) for a resume (see module doc)."""
-    lost_now = max(0.0, (heartbeat_s or 0.0) - checkpoint["elapsed_s"])
-    return checkpoint["elapsed_s"] + lost_now, checkpoint["lost_s"] + lost_now
+    lost_now = max(0.0, (heartbeat_s or 0.0) - point.elapsed_s)
+    return point.elapsed_s + lost_now, point.lost_s + lost_now
+
+
+def attempt_clock(launch: float, own_start: float, restarted: bool, point: ResumePoint | None,
+                  heartbeat_s: float | None, lost_before: float = 0.0,
+                  ) -> tuple[float, float, float]:
+    """(start, carried seconds, lost seconds) of this attempt's clock: ``Clock(start, carried)``.
+
+    ``launch`` is torchrun's start (``launch_time``), ``own_start`` this process's;
+    ``restarted`` says a torchrun restart reopened an existing run folder; ``point`` is its
+    checkpoint (None: none yet), ``heartbeat_s`` its last heartbeat and ``lost_before`` the
+    lost seconds run.json already counts (see the module doc)."""
+    if point is not None:
+        carried, lost = resume_clock(point, heartbeat_s)
+        return (own_start if restarted else launch), carried, lost
+    if not restarted:
+        return launch, 0.0, 0.0
+    if heartbeat_s is not None:
+        # Everything the failed attempts did is redone from epoch 0: all of it is lost.
+        return own_start, heartbeat_s, max(heartbeat_s, lost_before)
+    return launcher_start(own_start), 0.0, lost_before
 
 
 def _process_start(pid: int) -> float | None:
@@ -108,6 +141,14 @@ def _process_start(pid: int) -> float | None:
         return time.time() - (since_boot - started_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError, AttributeError):
         return None
+
+
+def launcher_start(own_start: float) -> float:
+    """torchrun's start (this worker's parent), however long ago; ``own_start`` if unknown."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return own_start
+    launcher = _process_start(os.getppid())
+    return own_start if launcher is None or launcher > own_start else launcher
 
 
 def launch_time(own_start: float) -> float:
