@@ -1,0 +1,85 @@
+"""SIGINT (Ctrl-C) and SIGTERM (Slurm, kill, torchrun passing one on) stop training with one
+line saying how to resume, a non-zero exit, the last complete checkpoint kept and no
+temporary file left; with torchrun every process stops at the same agreed point."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_train_helpers import ONE_THREAD_ENV, REPO, TINY, TORCHRUN, build_tiny_store
+from train import results
+
+OUR_FRAME = re.compile(r'File ".*/(train|datasets|preprocess|models|opts)\b')
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+
+
+def _start(store: Path, out: Path, processes: int, workers: int) -> subprocess.Popen:
+    launcher = [*TORCHRUN, "--standalone", f"--nproc-per-node={processes}"] if processes > 1 \
+        else [sys.executable]
+    # Its own session, like a job started from a terminal: Ctrl-C reaches its process group.
+    return subprocess.Popen(
+        [*launcher, "-m", "train", "--config", str(TINY), "--data", str(store), "--out",
+         str(out), "--workers", str(workers), "--set", "epochs=60"], cwd=REPO,
+        env=ONE_THREAD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+
+
+def _wait_for_checkpoint(job: subprocess.Popen, out: Path, timeout: float = 240) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(out.glob("test_tiny/*/checkpoint.pt"))
+        if found:
+            return found[0].parent
+        if job.poll() is not None:
+            pytest.fail(f"the run ended before its first checkpoint: {job.stderr.read()}")
+        time.sleep(0.1)
+    pytest.fail("no checkpoint in time")
+
+
+@pytest.mark.parametrize("name, processes, workers, to_group", [
+    ("SIGINT", 1, 1, True),  # Ctrl-C: the trainer and its loader worker get it
+    ("SIGTERM", 1, 0, False),  # kill <pid>
+    ("SIGTERM", 2, 0, False),  # Slurm or kill: torchrun passes it on to its workers
+    ("SIGINT", 2, 0, True),  # Ctrl-C on torchrun
+])
+def test_a_signal_stops_the_run_with_one_line_and_a_complete_checkpoint(
+        store, tmp_path, name, processes, workers, to_group):
+    job = _start(store, tmp_path, processes, workers)
+    try:
+        run_dir = _wait_for_checkpoint(job, tmp_path)
+        time.sleep(0.3)  # somewhere in the next epoch
+        sig = getattr(signal, name)
+        if to_group:
+            os.killpg(job.pid, sig)
+        else:
+            job.send_signal(sig)
+        stdout, stderr = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:  # a hang: stop everything, then fail
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    assert job.returncode != 0
+    if processes == 1:
+        assert job.returncode == 128 + sig
+    resume = f"make resume RUN={run_dir}" + (f" GPUS={processes}" if processes > 1 else "")
+    lines = [line for line in stderr.splitlines() if "stopped by signal" in line]
+    assert lines == [f"stopped by signal {name}; resume with {resume}"], stderr[-3000:]
+    assert not OUR_FRAME.search(stdout + stderr), stderr[-3000:]
+    assert not list(run_dir.glob("*.tmp*"))  # no partial checkpoint or other temporary file
+    # The last complete checkpoint: it loads, and epochs.csv has each epoch up to it once.
+    torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    rows = results.read_epochs(run_dir)
+    assert rows and [int(r["epoch"]) for r in rows] == list(range(len(rows)))
