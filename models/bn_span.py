@@ -8,7 +8,7 @@ any layout of P processes holding b = B / P clips each:
 - b >= span: each process cuts its clips into b / span contiguous chunks, ``torch.chunk``
   style as DataParallel's scatter does (a short batch of n clips gives chunks of
   ceil(n / (b / span)) clips, possibly fewer chunks), and normalises each chunk with its own
-  statistics: one native ``batch_norm`` call per chunk, outputs concatenated.
+  statistics: one native batch-norm kernel per chunk, each writing its slice of the output.
 - b < span: the statistics are those of a group of span / b consecutive ranks (ranks 0-1,
   2-3, ... for span 4 and b 2), gathered with an autograd-aware all-reduce so that the
   gradients are those of the group's joint statistics (as SyncBatchNorm, which refuses CPU
@@ -109,16 +109,13 @@ class SpanBatchNorm3d(nn.BatchNorm3d):
                 momentum = 1.0 / float(self.num_batches_tracked)
         if layout.group:
             return self._group_forward(x, update, momentum)
-        parts = x.split(layout.span) if layout.chunks is None else x.chunk(layout.chunks)
-        outputs = [
-            F.batch_norm(part, self.running_mean if update and i == 0 else None,
-                         self.running_var if update and i == 0 else None, self.weight,
-                         self.bias, True, momentum, self.eps)
-            for i, part in enumerate(parts)
-        ]
-        # split's backward is one concatenation of the chunks' gradients (no zero-filled
-        # copies per chunk), so the whole layer costs one copy each way over plain BatchNorm.
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        sizes = [len(part) for part in (
+            x.split(layout.span) if layout.chunks is None else x.chunk(layout.chunks))]
+        running = (self.running_mean, self.running_var) if update else (None, None)
+        if len(sizes) == 1:
+            return F.batch_norm(x, *running, self.weight, self.bias, True, momentum, self.eps)
+        return _ChunkedBatchNorm.apply(x, self.weight, self.bias, *running, sizes, momentum,
+                                       self.eps)
 
     def _group_forward(self, x: torch.Tensor, update: bool, momentum: float) -> torch.Tensor:
         """Statistics over the clips of every rank in the group (Chan's parallel variance:
@@ -148,6 +145,51 @@ class SpanBatchNorm3d(nn.BatchNorm3d):
             shift = shift + self.bias
         shape = (1, channels) + (1,) * (x.dim() - 2)
         return torch.addcmul(shift.view(shape), x, scale.view(shape))
+
+
+class _ChunkedBatchNorm(torch.autograd.Function):
+    """Training-mode batch norm with statistics per contiguous chunk of the batch: one native
+    kernel per chunk, each writing its slice of one output (no concatenation), so the forward
+    moves the same bytes as plain BatchNorm; the backward adds one concatenation of the
+    chunks' input gradients. The running statistics, if given, are updated by chunk 0."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, sizes, momentum, eps):
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        channels = x.size(1)
+        # The kernels keep mean and 1/std in the accumulation type: float for half inputs.
+        stat_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        means = x.new_empty((len(sizes), channels), dtype=stat_dtype)
+        invstds = torch.empty_like(means)
+        for i, (part, part_out) in enumerate(zip(x.split(sizes), out.split(sizes), strict=True)):
+            first = i == 0
+            torch.ops.aten.native_batch_norm.out(
+                part, weight, bias, running_mean if first else None,
+                running_var if first else None, True, momentum, eps,
+                out=part_out, save_mean=means[i], save_invstd=invstds[i])
+        ctx.save_for_backward(x, weight, means, invstds)
+        ctx.sizes, ctx.eps = sizes, eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, means, invstds = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
+                ctx.needs_input_grad[2]]
+        grads_in, grad_weight, grad_bias = [], None, None
+        for i, (part, grad) in enumerate(zip(x.split(ctx.sizes),
+                                             grad_out.contiguous().split(ctx.sizes),
+                                             strict=True)):
+            grad_in, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+                grad, part, weight, None, None, means[i], invstds[i], True, ctx.eps, mask)
+            grads_in.append(grad_in)
+            if mask[1]:
+                grad_weight = grad_w if grad_weight is None else grad_weight + grad_w
+            if mask[2]:
+                grad_bias = grad_b if grad_bias is None else grad_bias + grad_b
+        grad_x = torch.cat(grads_in) if mask[0] else None
+        return grad_x, grad_weight, grad_bias, None, None, None, None, None
 
 
 def apply_bn_span(module: nn.Module, span: int | None, per_process_batch: int | None = None,

@@ -76,15 +76,15 @@ def data_parallel_step(x: torch.Tensor, y: torch.Tensor, devices: int = 4) -> di
     return {"loss": loss.item(), "grads": grads, "state": model.state_dict()}
 
 
-def ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
+def ddp_worker(rank: int, world: int, global_batch: int, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world)
     try:
-        per_process = GLOBAL_BATCH // world
+        per_process = global_batch // world
         model = apply_bn_span(build_model().train(), SPAN, per_process, rank, world)
         ddp = DistributedDataParallel(model)
-        x, y = batch()
+        x, y = batch(global_batch)
         mine = slice(rank * per_process, (rank + 1) * per_process)
         loss = F.cross_entropy(ddp(x[mine]), y[mine])
         loss.backward()
@@ -99,10 +99,12 @@ def ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def reference() -> dict:
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return data_parallel_step(*batch())
+    yield
+    torch.set_num_threads(threads)
 
 
 def assert_states_close(actual: dict, expected: dict, what: str) -> None:
@@ -112,13 +114,19 @@ def assert_states_close(actual: dict, expected: dict, what: str) -> None:
                                    msg=lambda m, name=name: f"{what} {name}: {m}")
 
 
-@pytest.mark.parametrize("world", [1, 2, 4, 8])
-def test_one_step_equals_data_parallel_over_four_chunks(world, reference, tmp_path):
+@pytest.mark.parametrize(("world", "global_batch"), [
+    (1, 16), (2, 16), (4, 16),
+    (8, 16),  # 2 clips per process: statistics over groups of 2 ranks
+    (4, 4),  # 1 clip per process: one group of 4 ranks (as 16 processes at batch 16)
+])
+def test_one_step_equals_data_parallel_over_chunks_of_four(world, global_batch, tmp_path):
+    x, y = batch(global_batch)
+    reference = data_parallel_step(x, y, devices=global_batch // SPAN)
     # Forked, not spawned: the children start with torch and the model code imported, which
     # is most of their time here. Safe because no OpenMP thread pool has been started:
     # every process of this module runs on one thread.
-    mp.start_processes(ddp_worker, args=(world, str(tmp_path / "init"), str(tmp_path)),
-                       nprocs=world, start_method="fork")
+    mp.start_processes(ddp_worker, nprocs=world, start_method="fork",
+                       args=(world, global_batch, str(tmp_path / "init"), str(tmp_path)))
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
     # Each process's loss is the mean over its clips; the global loss is their mean.
     loss = sum(r["loss"] for r in results) / world
