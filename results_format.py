@@ -7,10 +7,15 @@ A run folder ``<results>/<config name>/<run id>/`` holds:
 
     config.yaml    the resolved config (every key)
     system.json    the machine and code of the run's first attempt (see ``attempts`` below)
+    system.<k>.json  the same for attempt k (0-based) after the first (resumes, restarts)
     epochs.csv     one row per finished epoch (EPOCH_COLUMNS), appended and flushed
     run.json       the summary (RUN_KEYS), rewritten atomically after every epoch
     heartbeat      the run clock, rewritten about once a second while the run trains
     checkpoint.pt  the trainer's own resume point
+    .lock          held (flock) by the process training in the folder; names it
+
+Under torchrun, ``<results>/.torchrun/<launch id>.json`` names the run folder a launch
+created, for its restarts to continue (train/rundir.py); it is not a run.
 
 Protocol versions (run.json ``protocol``; a file without it is version 1):
   1  evaluation after every epoch, clip-weighted top-1, BatchNorm span = per-process batch,
@@ -78,7 +83,8 @@ ABANDONED_AFTER_S = 6 * 3600
 #   compliance_issues (list of one-line reasons; empty when compliant), git_dirty, resumed,
 #   restarts, lost_s, untimed_s, seed, eval_epochs (0-based epochs with a scheduled
 #   evaluation), store (see STORE_KEYS), attempts (one entry per process launch: started,
-#   host, machine, git_commit, git_dirty, restart), spans_machines, spans_commits
+#   host, machine, git_commit, git_dirty, restart (torchrun's restart count), system (its
+#   system file)), spans_machines, spans_commits
 STORE_KEYS = (
     "path", "format", "short_side", "jpeg_quality", "fingerprint", "videos", "clips",
     "failed_videos", "dataset_matches_kinetics20", "dataset_check",

@@ -21,10 +21,9 @@ import pytest
 import torch
 
 from tests.faults_helpers import ONE_THREAD_ENV, REPO, children, environment_of, kill, wait_until
-from tests.test_train_helpers import TINY, build_tiny_store, one_thread
+from tests.test_train_helpers import TINY, build_tiny_store, train_cli
 from train import results
 from train.clock import read_heartbeat
-from train.run import run as run_training
 
 KILL_AFTER_CHECKPOINT_S = 0.5
 HEARTBEAT_S = 1.0  # the heartbeat's interval: at most this much lost work goes uncounted
@@ -85,7 +84,7 @@ def _check_counted_once(run_dir: Path, kill: dict, resumed_epoch: int) -> dict:
 
 
 def test_a_killed_worker_is_restarted_into_the_same_run_with_the_clock_counted_once(
-        store, tmp_path, capsys):
+        store, tmp_path):
     # Under torchrun --max-restarts=1: killed once, 0.5 s after the first checkpoint.
     out = tmp_path / "restarted"
     with open(tmp_path / "restarted.log", "w") as log:
@@ -105,8 +104,7 @@ def test_a_killed_worker_is_restarted_into_the_same_run_with_the_clock_counted_o
     assert [a["restart"] for a in restarted["attempts"]] == [0, 1]
     assert (run_dir / "system.json").is_file() and (run_dir / "system.1.json").is_file()
 
-    # The same kill without restarts, then a manual resume (in this process, its clock
-    # starting now as a new process's would).
+    # The same kill without restarts, then a manual resume (as make resume runs it).
     out = tmp_path / "manual"
     with open(tmp_path / "manual.log", "w") as log:
         job = _torchrun(store, out, log, 0)
@@ -116,11 +114,8 @@ def test_a_killed_worker_is_restarted_into_the_same_run_with_the_clock_counted_o
         finally:
             kill([job.pid, *children(job.pid)])
             job.wait()
-    from opts import build_parser
-
-    with one_thread():
-        run_training(build_parser().parse_args(["--resume", str(_run_dir(out))]), time.time())
-    capsys.readouterr()
+    resumed = train_cli("--resume", str(_run_dir(out)), torchrun=1, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     manual = _check_counted_once(_run_dir(out), killed_manual, 1)
     assert manual["restarts"] == 0 and [a["restart"] for a in manual["attempts"]] == [0, 0]
     # Comparable clocks: a failed attempt counted twice would put the restarted run's end

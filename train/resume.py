@@ -120,8 +120,8 @@ def _check_store(config: dict, point: ResumePoint | None, previous: dict) -> dic
         theirs = (previous.get("store") or {}).get("path", "its first store")
         raise TrainError(
             f"{store}: store fingerprint {identity['fingerprint']} is not the run's "
-            f"({theirs}: {recorded}); resume without --data to read the run's own store, or "
-            "give a store with the same content")
+            f"({theirs}: {recorded}); resume on the store the run read (make resume without "
+            "STORE), or on one with the same content")
     return identity
 
 
@@ -145,8 +145,9 @@ def open_attempt(resume: Path | None, config: dict, previous: dict | None, d: Di
                     f"{run_dir}: the run used {point.world_size} process(es); resume it with "
                     f"torchrun --standalone --nproc-per-node={point.world_size}")
         heartbeat = broadcast_object(d, read_heartbeat(run_dir))
-    start, carried, lost = attempt_clock(launch, own_start, restart > 0, point, heartbeat,
-                                         float(previous.get("lost_s") or 0.0))
+    # Rank 0's reading, so that every process keeps the same clock.
+    start, carried, lost = broadcast_object(d, attempt_clock(
+        launch, own_start, restart > 0, point, heartbeat, float(previous.get("lost_s") or 0.0)))
     rundir.any_error(d, lambda: held.enter_context(store_read_lock(Path(config["data"]))))
     store = rundir.agreed(d, lambda: _check_store(config, point, previous))
     return Opening(run_dir, point, state, previous, start, carried, lost, store)
