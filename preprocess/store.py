@@ -6,6 +6,7 @@ Layout of a store folder ``<store>``::
     <split>_index.csv          one row per complete video (see VideoRecord)
     failures.csv               videos skipped by the last run, with the reason
     .lock                      held by ``preprocess frames`` while it writes (flock)
+    .writer.lock               held by a build (exclusive) or by training runs (shared)
     jpg format:
       <split>/<class>/<stem>/image_00001.jpg ... + meta.json
     hdf5 format:
@@ -234,9 +235,14 @@ def write_video_dir(final: Path, jpegs: list[bytes], meta: dict) -> None:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        for i, data in enumerate(jpegs):
-            _write_synced(tmp / frame_name(i), data)
-        _write_synced(tmp / META_FILE, json.dumps(meta).encode("utf-8"))
+        names = [frame_name(i) for i in range(len(jpegs))] + [META_FILE]
+        for name, data in zip(names, [*jpegs, json.dumps(meta).encode("utf-8")], strict=True):
+            _write(tmp / name, data)
+        # Flushed after all are written: the first flush then writes them out together (one
+        # journal commit), the others find them clean; a flush per file as it is written
+        # costs a commit each (docs/perf/preprocess.md).
+        for name in names:
+            _sync(tmp / name)
         sync_dir(tmp)
         if final.exists():  # an older complete copy: replace it
             shutil.rmtree(final)
@@ -247,12 +253,19 @@ def write_video_dir(final: Path, jpegs: list[bytes], meta: dict) -> None:
     sync_dir(final.parent)
 
 
-def _write_synced(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
