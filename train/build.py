@@ -65,21 +65,31 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
 
 
-def build_model(config: dict) -> torch.nn.Module:
+def build_model(config: dict, d: Dist | None = None) -> torch.nn.Module:
+    """The config's model. X3D-M's BatchNorm takes its statistics over ``bn_span`` clips
+    (WORKLOAD.md, "BatchNorm span") laid out for the processes of ``d`` (one if None): with
+    several processes call it on every rank, in the same order (it creates process groups)."""
     import models
 
-    options = {k: config[k] for k in opts.MODEL_OPTIONS[config["model"]] if k != "bn_span"}
+    options = {k: config[k] for k in opts.MODEL_OPTIONS[config["model"]]}
+    span = options.pop("bn_span", None)
+    world_size, rank = (d.world_size, d.rank) if d is not None else (1, 0)
     try:
-        return models.build(config["model"], config["num_classes"], clip_len=config["clip_len"],
-                            crop_size=config["train_crop"], **options)
+        module = models.build(config["model"], config["num_classes"],
+                              clip_len=config["clip_len"], crop_size=config["train_crop"],
+                              **options)
+        if span:
+            models.apply_bn_span(module, span, config["batch_size"] // world_size, rank,
+                                 world_size)
     except ValueError as e:
         raise opts.ConfigError(f"config {config['name']}: {e}") from None
+    return module
 
 
 def build_trainee(config: dict, d: Dist) -> Trainee:
     """Model, optimiser and loss scaler, with identical initial weights on every process."""
     seed_everything(config["seed"])
-    module = build_model(config).to(d.device)
+    module = build_model(config, d).to(d.device)
     if config["channels_last"]:
         module = apply_channels_last(module)
     model = module
