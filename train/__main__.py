@@ -67,6 +67,7 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from datasets import StoreError
     from train import stop
+    from train.data import LoaderTimeout
     from train.run import RunStopped, run
 
     try:
@@ -83,6 +84,14 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except stop.StopRequested as e:
         return _stopped(e)
+    except LoaderTimeout as e:
+        line = report.error_line(
+            f"timeout_s: {e} (a worker hung: stalled storage or a stopped process); the "
+            "results so far are kept: resume the run (make resume RUN=<run dir>), and raise "
+            "--timeout if the store is just slow", name)
+        print(line, file=sys.stderr, flush=True)
+        report.write_error_file(line)
+        return 1
     except RuntimeError as e:
         line = _failed_wait(e, rank, world, name)
         if line is None:
@@ -98,12 +107,6 @@ def _failed_wait(error: RuntimeError, rank: int, world: int, name: str | None) -
     from train import distributed, report
 
     text = one_line(error)
-    if "DataLoader timed out" in text:
-        return report.error_line(
-            f"timeout_s: no batch from the loader's workers within {text.split()[-2]} s (a "
-            "worker hung: stalled storage or a stopped process); the results so far are kept: "
-            "resume the run (make resume RUN=<run dir>), and raise --timeout if the store is "
-            "just slow", name)
     if world == 1:
         return None
     wait = distributed.last_wait() or "a collective"

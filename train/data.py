@@ -2,21 +2,29 @@
 
 Loader workers hand batches over in shared memory (``/dev/shm``): too little of it (Docker's
 default is 64 MB) kills them with "Bus error", so ``check_shm`` stops the run at start-up with
-the amount needed. A worker that hangs (stalled storage, a stopped process) ends the run after
-``timeout_s`` (the DataLoader's own timeout); with 0 workers the training process reads the
-store itself and no timeout applies to its reads.
+the amount needed. Every wait for a batch is bounded by ``timeout_s``: a worker that hangs
+(stalled storage, a stopped process) ends the run with ``LoaderTimeout``. The DataLoader's
+own timeout covers a worker that produces nothing (it needs workers); an alarm around each wait
+covers the rest, such as the hand-over of a batch's shared memory from a stopped worker, and
+the training process's own reads with 0 workers (except reads the kernel will not interrupt,
+on a hung network file system).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
+from torch.utils.data._utils.signal_handling import _remove_worker_pids
 
 from datasets import ClipDataset, TrainTransform, ValTransform, make_loader
 from datasets.loader import init_worker
@@ -30,12 +38,70 @@ PREFETCH_FACTOR = 2  # batches each worker keeps ready (make_loader's default)
 SHM_MARGIN = 2.0
 
 
+class LoaderTimeout(Exception):
+    """No batch came from the loader within ``timeout_s``."""
+
+
+_LOADERS: weakref.WeakSet = weakref.WeakSet()  # every Bounded loader of this process
+
+
+class Bounded:
+    """A loader whose every wait for a batch ends after ``timeout_s`` with LoaderTimeout."""
+
+    def __init__(self, loader: DataLoader, timeout_s: float) -> None:
+        self.loader = loader
+        self.timeout_s = timeout_s
+        _LOADERS.add(self)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator:
+        iterator = iter(self.loader)
+        # A signal handler can only be set in the main thread (elsewhere: DataLoader's own).
+        alarm = threading.current_thread() is threading.main_thread()
+        while True:
+            if alarm:
+                before = signal.signal(signal.SIGALRM, self._alarm)
+                signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError as e:
+                if "DataLoader timed out" in str(e):
+                    raise self._expired() from None
+                raise
+            finally:
+                if alarm:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    signal.signal(signal.SIGALRM, before)
+            yield batch
+
+    def _expired(self) -> LoaderTimeout:
+        # DataLoader's shutdown sends a worker that does not stop SIGTERM and then joins it
+        # without a time limit: a hung or stopped worker would hold the exit for ever. The
+        # workers of every loader are killed instead (the run is ending; nothing is lost).
+        for bounded in list(_LOADERS):
+            iterator = getattr(bounded.loader, "_iterator", None)
+            if getattr(iterator, "_worker_pids_set", False):  # or its SIGCHLD handler raises
+                _remove_worker_pids(id(iterator))
+                iterator._worker_pids_set = False
+            for worker in getattr(iterator, "_workers", []):
+                if worker.is_alive():
+                    worker.kill()
+        return LoaderTimeout(f"no batch from the loader within {self.timeout_s:g} s")
+
+    def _alarm(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        raise self._expired()  # interrupts the wait in the main thread
+
+
 @dataclass
 class Data:
     train_set: ClipDataset
     val_set: ClipDataset
-    train_loader: DataLoader
-    val_loader: DataLoader
+    train_loader: Bounded
+    val_loader: Bounded
     train_sampler: object
     val_sampler: object
 
@@ -95,7 +161,8 @@ def build_data(config: dict, d: Dist) -> Data:
         if config["workers"] > 0:  # DataLoader refuses a timeout without workers
             loader.timeout = config["timeout_s"]
             loader.worker_init_fn = _init_worker
-    return Data(train_set, val_set, train_loader, val_loader, train_sampler, val_sampler)
+    return Data(train_set, val_set, Bounded(train_loader, config["timeout_s"]),
+                Bounded(val_loader, config["timeout_s"]), train_sampler, val_sampler)
 
 
 def _init_worker(worker_id: int) -> None:
