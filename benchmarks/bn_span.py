@@ -83,7 +83,7 @@ def gpu_extras(clip_len: int, crop: int) -> str:
     return (f"{len(shapes)} BatchNorm layers, {elements / 1e6:.0f} M activations per step at "
             f"{BATCH}x3x{clip_len}x{crop}x{crop}: the span adds {launches} kernel launches and "
             f"{extra_gb:.1f} GB of memory traffic per step; plain BatchNorm moves about "
-            f"{5 * 4 * elements / 1e9:.0f} GB (2 passes forward, 3 backward)")
+            f"{8 * 4 * elements / 1e9:.0f} GB (3 passes over an activation forward, 5 backward)")
 
 
 def measure(label: str, steps: dict, turns: int) -> list[str]:

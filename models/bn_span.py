@@ -155,8 +155,7 @@ class _ChunkedBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, sizes, momentum, eps):
-        x = x.contiguous()
-        out = torch.empty_like(x)
+        out = torch.empty_like(x)  # x's memory format (contiguous or channels last)
         channels = x.size(1)
         # The kernels keep mean and 1/std in the accumulation type: float for half inputs.
         stat_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
@@ -179,7 +178,7 @@ class _ChunkedBatchNorm(torch.autograd.Function):
                 ctx.needs_input_grad[2]]
         grads_in, grad_weight, grad_bias = [], None, None
         for i, (part, grad) in enumerate(zip(x.split(ctx.sizes),
-                                             grad_out.contiguous().split(ctx.sizes),
+                                             grad_out.split(ctx.sizes),
                                              strict=True)):
             grad_in, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
                 grad, part, weight, None, None, means[i], invstds[i], True, ctx.eps, mask)

@@ -128,3 +128,32 @@ def test_running_statistics_follow_momentum_none_as_batchnorm_does():
         for _ in range(2):
             train_step_state(model, x)
     assert all(torch.equal(chunked.state_dict()[k], v) for k, v in plain.state_dict().items())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_one_layer_against_batchnorm_per_chunk(channels_last):
+    """The layer alone, in either memory format (a speed option keeps channels last)."""
+    torch.manual_seed(0)
+    plain = nn.BatchNorm3d(8).double()
+    nn.init.uniform_(plain.weight)
+    nn.init.normal_(plain.bias)
+    chunked = apply_bn_span(copy.deepcopy(plain), 2, 8)
+    x = torch.randn(8, 8, 3, 5, 5, dtype=torch.float64)
+    grad = torch.randn_like(x)
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    x_chunked = x.clone(memory_format=fmt).requires_grad_()
+    out = chunked(x_chunked)
+    assert out.is_contiguous(memory_format=fmt)
+    out.backward(grad.contiguous(memory_format=fmt))
+    x_plain = x.clone().requires_grad_()
+    expected = torch.cat([plain(part) if i == 0 else F.batch_norm(
+        part, None, None, plain.weight, plain.bias, True, 0.1, plain.eps)
+        for i, part in enumerate(x_plain.split(2))])
+    expected.backward(grad)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(x_chunked.grad, x_plain.grad, rtol=0, atol=1e-12)
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(getattr(chunked, name).grad, getattr(plain, name).grad,
+                                   rtol=0, atol=1e-12)
+    for name, buffer in plain.named_buffers():
+        assert torch.equal(getattr(chunked, name), buffer), name
