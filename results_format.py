@@ -84,7 +84,7 @@ ABANDONED_AFTER_S = 6 * 3600
 #   restarts, lost_s, untimed_s, seed, eval_epochs (0-based epochs with a scheduled
 #   evaluation), store (see STORE_KEYS), attempts (one entry per process launch: started,
 #   host, machine, git_commit, git_dirty, restart (torchrun's restart count), system (its
-#   system file)), spans_machines, spans_commits
+#   system file), store (the path of the store it read)), spans_machines, spans_commits
 STORE_KEYS = (
     "path", "format", "short_side", "jpeg_quality", "fingerprint", "videos", "clips",
     "failed_videos", "dataset_matches_kinetics20", "dataset_check",

@@ -84,6 +84,7 @@ def test_resume_keeps_the_runs_store_and_refuses_another(store, stopped, tmp_pat
     assert "training loss became nan" in capsys.readouterr().err
     run = json.loads((run_dir / "run.json").read_text())
     assert run["store"]["path"] == str(same.resolve())
+    assert [a["store"] for a in run["attempts"]] == [str(store.resolve()), str(same.resolve())]
     assert len(run["attempts"]) == 2 and (run_dir / "system.1.json").is_file()
     assert (run_dir / "system.json").read_bytes() == (stopped / "system.json").read_bytes()
 

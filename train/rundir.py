@@ -7,9 +7,10 @@ Only the holder removes the temporary files a killed process left (``*.tmp*``), 
 processes never delete each other's checkpoint being written.
 
 Attempts. Every process launch that trains in the folder is an attempt: run.json ``attempts``
-gets one entry (started, host, machine, git commit and dirtiness, torchrun restart count, and
-the name of its system file), appended, never rewritten. The first attempt's system
-description is system.json; attempt ``k`` (0-based) after it writes ``system.<k>.json``.
+gets one entry (started, host, machine, git commit and dirtiness, torchrun restart count, the
+name of its system file and the path of the store it read), appended, never rewritten. The
+first attempt's system description is system.json; attempt ``k`` (0-based) after it writes
+``system.<k>.json``.
 
 Restarts. ``torchrun --max-restarts`` reruns the same command line; ``TORCHELASTIC_RUN_ID``
 (the same for every attempt of one launch) and ``TORCHELASTIC_RESTART_COUNT`` tell a restart.
@@ -190,9 +191,11 @@ def prior_attempts(run_dir: Path, recorded: list[dict], checkpointed: list[dict]
     return attempts
 
 
-def add_attempt(attempts: list[dict], info: dict, started: float) -> list[dict]:
-    """``attempts`` with this process's attempt appended."""
-    return [*attempts, _attempt(info, started, restart_count(), len(attempts))]
+def add_attempt(attempts: list[dict], info: dict, started: float,
+                store: str | None = None) -> list[dict]:
+    """``attempts`` with this process's attempt (reading the store at path ``store``)."""
+    return [*attempts, {**_attempt(info, started, restart_count(), len(attempts)),
+                        "store": store}]
 
 
 # ---- opening the results -------------------------------------------------------------------
@@ -218,7 +221,7 @@ def open_results(config: dict, changed: list[str], opening, clips: dict[str, int
         attempts = prior_attempts(run_dir, opening.previous.get("attempts") or [],
                                   point.attempts if point else [])
         results.keep_epochs_through(run_dir, point.epoch if point else -1)
-    attempts = add_attempt(attempts, info, own_start)
+    attempts = add_attempt(attempts, info, own_start, opening.store.get("path"))
     store = {**opening.store, "clips": clips}
     record = RunRecord(
         config, point.run_id if point else run_dir.name, changed,
