@@ -201,11 +201,14 @@ def check_shm(config: dict, d: Dist, path: str | None = None) -> None:
     need = per_worker * workers
     if need <= free:
         return
-    mb = 2**20
     fit = free // per_worker
-    size_gb = max(1, math.ceil((need + 64 * mb) / 2**30))
+    size_gb = max(1, math.ceil((need + 64 * 2**20) / 2**30))
     raise TrainError(
-        f"{path or SHM_PATH}: {free / mb:.0f} MB of shared memory free, but {workers} loader "
-        f"workers x {d.node_processes} process(es) on this node need about {need / mb:.0f} MB "
+        f"{path or SHM_PATH}: {_mb(free)} MB of shared memory free, but {workers} loader "
+        f"workers x {d.node_processes} process(es) on this node need about {_mb(need)} MB "
         f"for their batches; give the container more (docker run --shm-size={size_gb}g) or use "
         f"fewer workers (--workers {fit})")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.1f}" if size < 10 * 2**20 else f"{size / 2**20:.0f}"
