@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --workers {args.workers}: must be 0 or more", file=sys.stderr)
         return 2
     started = time.time()
+    import_start = time.perf_counter()
     import torch
 
     from opts import ConfigError
@@ -59,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     from train import TrainError, system
     from train.device import gather_facts
 
+    # A run starts Python and imports PyTorch and the project twice: torchrun, then its worker.
+    launch_s = 2 * (time.perf_counter() - import_start)
     s = Settings(args.gpus, args.workers, args.store, args.results, args.reference, args.device,
                  args.quick, args.steps or (2 if args.quick else 5),
-                 args.warmup if args.warmup is not None else (1 if args.quick else 2))
+                 args.warmup if args.warmup is not None else (1 if args.quick else 2), launch_s)
     facts = gather_facts(ask_driver=True)
     print(f"probe: GPUS={s.gpus} WORKERS={s.workers} STORE={s.store or '-'}"
           f"{' (quick: tiny shapes)' if s.quick else ''}; load average "

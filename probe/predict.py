@@ -51,7 +51,7 @@ class Plan:
     val_clips: int
     epochs: int
     eval_epochs: tuple[int, ...]  # 0-based epochs followed by a scheduled evaluation
-    startup_s: float = 0.0  # measured part of a run's start (dataset index, model build)
+    startup_s: float = 0.0  # a run's start: launch and imports, dataset index, model build
     checkpoint_s: float = 0.0  # one checkpoint write
     t_ref_s: float | None = None  # the reference's time for this config (None: no score)
     gpus_ref: int = 4

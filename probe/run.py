@@ -34,6 +34,7 @@ class Settings:
     quick: bool
     steps: int
     warmup: int
+    launch_s: float = 0.0  # a run's start before the dataset and model (imports, launcher)
 
 
 def cores() -> int:
@@ -110,13 +111,14 @@ def probe_model(path: Path, s: Settings, device: torch.device, store_ok: bool) -
     rates = Rates(train_pp, eval_pp, loader, procs)
     plan = Plan(device.type, s.gpus, s.workers, n_cores, threads, train_clips, val_clips,
                 config["epochs"], eval_epochs(config["epochs"], config["eval_period"]),
-                startup_s + build_s, checkpoint_s, t_ref, gpus_ref)
+                s.launch_s + startup_s + build_s, checkpoint_s, t_ref, gpus_ref)
     return {
         "config": str(path), "name": name, "model": config["model"], "device": device.type,
         "per_process_batch": per_process, "loader_procs_are": procs_why,
         "clip_counts_from": str(s.store) if store_ok else "Kinetics-20 (1276/100 videos x 9)",
         "shapes": {k: config[k] for k in ("clip_len", "train_crop", "val_crop")},
-        "measured": {"build_s": build_s, "index_s": startup_s, "checkpoint_s": checkpoint_s,
+        "measured": {"launch_s": s.launch_s, "build_s": build_s, "index_s": startup_s,
+                     "checkpoint_s": checkpoint_s,
                      "checkpoint_bytes": checkpoint_bytes, "load_average": os.getloadavg()},
         "rates": asdict(rates), "plan": asdict(plan), "prediction": asdict(predict(rates, plan)),
         "no_score_because": no_score,
