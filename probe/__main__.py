@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="tiny shapes and a few steps: seconds on a CPU (tests the probe itself)")
     p.add_argument("--steps", type=int, help="timed steps per measurement (default 5; quick 2)")
-    p.add_argument("--warmup", type=int, help="steps before timing (default 2; quick 1)")
+    p.add_argument("--warmup", type=int, help="steps before timing (default 1)")
     return p
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     launch_s = 2 * (time.perf_counter() - import_start)
     s = Settings(args.gpus, args.workers, args.store, args.results, args.reference, args.device,
                  args.quick, args.steps or (2 if args.quick else 5),
-                 args.warmup if args.warmup is not None else (1 if args.quick else 2), launch_s)
+                 args.warmup if args.warmup is not None else 1, launch_s)
     facts = gather_facts(ask_driver=True)
     print(f"probe: GPUS={s.gpus} WORKERS={s.workers} STORE={s.store or '-'}"
           f"{' (quick: tiny shapes)' if s.quick else ''}; load average "
