@@ -23,6 +23,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from preprocess.synth import x264_options
+
 REPO = Path(__file__).resolve().parent.parent
 FAULT_ROUNDS = max(1, int(os.environ.get("FAULT_ROUNDS", "1")))
 FAULT_SEED = int(os.environ.get("FAULT_SEED", str(int.from_bytes(os.urandom(4), "little"))))
@@ -61,7 +63,7 @@ def encode_video(path: Path, frames: np.ndarray, fps: Fraction, pix_fmt: str = "
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = pix_fmt
-        stream.codec_context.options = {"crf": "23", "preset": preset, "threads": "1"}
+        stream.codec_context.options = x264_options(23, preset)
         if time_base is not None:
             stream.codec_context.time_base = time_base
             stream.time_base = time_base

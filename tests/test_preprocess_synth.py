@@ -2,7 +2,10 @@
 
 import hashlib
 import math
+import os
 import re
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -23,6 +26,7 @@ from preprocess.synth import (
     object_pose,
     render_video,
 )
+from tests.faults_helpers import REPO
 
 # Rows in the exact format of the real Kinetics-20 train.csv (pandas index column first).
 REAL_CSV = """\
@@ -90,6 +94,34 @@ def test_same_seed_gives_identical_files(synth, tmp_path):
         again = tmp_path / path.relative_to(synth)
         assert hashlib.md5(again.read_bytes()).digest() == hashlib.md5(path.read_bytes()).digest()
     assert (tmp_path / "train.csv").read_bytes() == (synth / "train.csv").read_bytes()
+
+
+# Encodes the same frames with the dataset's encoder and the tests' encoder; prints digests.
+ENCODE_TWICE = """
+import hashlib, sys
+from fractions import Fraction
+from pathlib import Path
+from preprocess.synth import encode_mp4
+from tests.faults_helpers import encode_video, gradient_frames
+out, frames = Path(sys.argv[1]), gradient_frames(32, 64, 48, 5)
+encode_mp4(out / "synth.mp4", frames, Fraction(30))
+encode_video(out / "helper.mp4", frames, Fraction(30))
+print(*(hashlib.md5((out / n).read_bytes()).hexdigest() for n in ("synth.mp4", "helper.mp4")))
+"""
+
+
+def test_encoded_bytes_do_not_depend_on_leftover_memory(tmp_path):
+    """Whatever the heap held before (glibc fills it with a different byte per run under
+    MALLOC_PERTURB_), the same frames give the same file. x264's macroblock tree failed
+    this on CPUs with AVX-512, which made same-seed datasets and test videos differ."""
+    digests = set()
+    for perturb in ("0", "165"):
+        done = subprocess.run([sys.executable, "-c", ENCODE_TWICE, str(tmp_path)], cwd=REPO,
+                              env={**os.environ, "MALLOC_PERTURB_": perturb},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1, digests
 
 
 def test_synthetic_dataset_goes_through_the_frame_store(synth, tmp_path):
