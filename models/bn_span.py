@@ -124,7 +124,9 @@ class SpanBatchNorm3d(nn.BatchNorm3d):
         channels = x.size(1)
         dims = [0, *range(2, x.dim())]
         count = x.numel() // channels
-        var, mean = torch.var_mean(x, dim=dims, correction=0)
+        # Statistics in float32 at least (a half-precision count overflows at 65504).
+        wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        var, mean = torch.var_mean(wide, dim=dims, correction=0)
         row = torch.cat([x.new_full((1,), float(count)), mean, var * count])
         rows = [row if r == self.span_layout.rank else torch.zeros_like(row) for r in group]
         gathered = funcol.all_reduce(torch.stack(rows), "sum", _GROUPS[group])
@@ -144,7 +146,7 @@ class SpanBatchNorm3d(nn.BatchNorm3d):
         if self.bias is not None:
             shift = shift + self.bias
         shape = (1, channels) + (1,) * (x.dim() - 2)
-        return torch.addcmul(shift.view(shape), x, scale.view(shape))
+        return torch.addcmul(shift.view(shape).to(x.dtype), x, scale.view(shape).to(x.dtype))
 
 
 class _ChunkedBatchNorm(torch.autograd.Function):
