@@ -1,8 +1,9 @@
 """X3D-M's 4-clip BatchNorm under DistributedDataParallel on 1, 2, 4 and 8 gloo processes
-against the reference's DataParallel over 4 GPUs, rebuilt independently here: the global
-batch of 16 cut into four chunks of 4, chunk k through replica k (plain ``nn.BatchNorm3d``
-copies of the model), loss over the concatenated outputs, gradients summed over the
-replicas, only replica 0's running statistics kept.
+(and on 4 processes of one clip each: one group of 4, as 16 processes would form) against
+the reference's DataParallel over 4 GPUs, rebuilt independently here: the global batch of 16
+cut into four chunks of 4, chunk k through replica k (plain ``nn.BatchNorm3d`` copies of the
+model), loss over the concatenated outputs, gradients summed over the replicas, only
+replica 0's running statistics kept.
 
 Float64 and no dropout, so that the two computations agree to rounding; a tiny clip
 (4 x 32 x 32) so that 8 processes fit on 2 cores in seconds."""
