@@ -69,6 +69,7 @@ def test_a_stopped_rank_ends_the_run_after_the_collective_timeout(store, tmp_pat
         _kill_all([j.pid for j in jobs])
         for j in jobs:
             j.wait()
+    print(f"rank 0 ended {took:.1f} s after rank 1 stopped (timeout {TIMEOUT_S} s)")
     assert jobs[0].returncode == 1 and took < TIMEOUT_S + SLACK_S, (took, stderr[-3000:])
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, stderr[-3000:]
@@ -94,6 +95,7 @@ def test_a_stopped_loader_worker_ends_the_run_after_the_loader_timeout(store, tm
     finally:
         _kill_all([job.pid, *workers])
         job.wait()
+    print(f"the run ended {took:.1f} s after its loader workers stopped (timeout {TIMEOUT_S} s)")
     assert job.returncode == 1 and took < TIMEOUT_S + SLACK_S, (took, stderr[-3000:])
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert lines == [f"error: timeout_s: no batch from the loader within {TIMEOUT_S} s (a "

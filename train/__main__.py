@@ -109,7 +109,9 @@ def _failed_wait(error: RuntimeError, rank: int, world: int, name: str | None) -
     text = one_line(error)
     if world == 1:
         return None
-    wait = distributed.last_wait() or "a collective"
+    # Collectives not named by train/distributed.py run inside the model's step.
+    wait = distributed.last_wait() or "a collective of the model (DDP's gradients, BatchNorm " \
+        "statistics)"
     if distributed.timed_out(error):
         return report.error_line(
             f"timeout_s: waited {distributed.timeout_s() or 0:g} s for another process at "

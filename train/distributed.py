@@ -104,6 +104,15 @@ def setup(device: str = "auto", timeout_s: float | None = None) -> Dist:
     return d
 
 
+def bound_all_groups(d: Dist) -> None:
+    """Give every process group of this process (the subgroups created after ``setup``, such
+    as BatchNorm's, default to 30 minutes) the run's timeout. Call once they exist."""
+    if not d.active or not _TIMEOUT_S:
+        return
+    for group in list(dist.distributed_c10d._world.pg_map):
+        dist.set_timeout(timedelta(seconds=_TIMEOUT_S), group)
+
+
 def shutdown(d: Dist) -> None:
     """Leave the process group. Called from a ``finally``: if a user error is ending the run,
     it is left for the other processes first (they see this one gone as soon as the group is

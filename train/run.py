@@ -21,7 +21,14 @@ from train import checkpoint, results, stop
 from train.build import Trainee, build_trainee, check_world, restore, seed_epoch
 from train.clock import Clock, Heartbeat
 from train.data import Data, build_data
-from train.distributed import Dist, broadcast_object, gather_objects, setup, shutdown
+from train.distributed import (
+    Dist,
+    bound_all_groups,
+    broadcast_object,
+    gather_objects,
+    setup,
+    shutdown,
+)
 from train.evaluate import EvalResult, evaluate
 from train.loop import NonFiniteLoss, loss_function, train_one_epoch
 from train.results import RunRecord, is_extra_eval, is_scheduled_eval
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace, own_start: float) -> None:
             clock = Clock(opening.start, opening.carried_s)
             data = build_data(config, d)
             trainee = build_trainee(config, d)
+            bound_all_groups(d)  # the model's own process groups too
             if opening.state is not None:
                 restore(trainee, opening.state, d)
             stop.defer()  # from here a signal stops all processes together, files complete
