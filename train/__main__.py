@@ -6,8 +6,6 @@ import time
 # everything after the launch is timed. Under torchrun, torchrun's own start is used instead.
 OWN_START = time.time()
 
-import os  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 
 
@@ -21,19 +19,23 @@ def one_line(error: Exception) -> str:
         else lines[-1]
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def this_process():
+    """This process as torchrun's environment describes it (its device aside)."""
+    import torch
+
+    from train import TrainError
+    from train.distributed import Dist, from_environment
+
+    try:
+        return from_environment(torch.device("cpu"))
+    except TrainError:  # a malformed environment: the run itself will say so
+        return Dist(0, 1, 0, torch.device("cpu"))
 
 
 def rank_name() -> str | None:
     """How this process's messages are prefixed ("rank 1 on host-x"; None for one process)."""
-    world = int(_env("WORLD_SIZE", "1")) if _env("WORLD_SIZE", "1").isdigit() else 1
-    if world <= 1:
-        return None
-    local = _env("LOCAL_WORLD_SIZE", str(world))
-    where = socket.gethostname() if local == str(world) else \
-        f"node {_env('GROUP_RANK', '0')}, {socket.gethostname()}"
-    return f"rank {_env('RANK', '0')} on {where}"
+    me = this_process()
+    return me.name if me.active else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     from train import report
 
-    rank = int(_env("RANK", "0")) if _env("RANK", "0").isdigit() else 0
-    world = int(_env("WORLD_SIZE", "1")) if _env("WORLD_SIZE", "1").isdigit() else 1
-    name = rank_name()
+    me = this_process()
+    rank, world, name = me.rank, me.world_size, rank_name()
     repeated = report.repeated_user_error()
     if repeated is not None:  # torchrun restarted the workers after a user error
         line = report.error_line("not restarted: the previous attempt stopped on a user "
@@ -136,8 +137,8 @@ def _stopped(e) -> int:
     """The one line of a run stopped by a signal (rank 0 says it for all processes)."""
     from train import report
 
-    rank = int(_env("RANK", "0")) if _env("RANK", "0").isdigit() else 0
-    world = int(_env("WORLD_SIZE", "1")) if _env("WORLD_SIZE", "1").isdigit() else 1
+    me = this_process()
+    rank, world = me.rank, me.world_size
     others = report.peer_errors(rank, world) if world > 1 else {}
     if others:  # torchrun stopping the others after one's error: that error is the cause
         if rank == 0:
@@ -149,12 +150,11 @@ def _stopped(e) -> int:
         if e.run_dir is None:
             where = "before training started; nothing to resume"
         else:
-            gpus = int(_env("WORLD_SIZE", "1")) if _env("WORLD_SIZE", "1").isdigit() else 1
-            nodes = gpus // max(1, int(_env("LOCAL_WORLD_SIZE", str(gpus))))
-            where = (f"resume with make resume RUN={e.run_dir}"
-                     + (f" GPUS={gpus}" if gpus > 1 and nodes == 1 else "")
-                     + (" (on every node: the same torchrun launch with --resume "
-                        f"{e.run_dir})" if nodes > 1 else ""))
+            where = f"resume with make resume RUN={e.run_dir}" + (
+                f" GPUS={world}" if world > 1 else "")
+            if me.node_processes < world:  # several nodes: make resume is for one
+                where = (f"resume with the same torchrun launch on every node, with --resume "
+                         f"{e.run_dir} in place of --config")
         print(f"{e}; {where}", file=sys.stderr, flush=True)
     return e.exit_code
 
