@@ -128,3 +128,22 @@ def test_this_machine_and_the_trainers_entry_point():
         assert choose("auto", facts=facts).type == expected
         assert choose_device(0).type == expected
     assert choose_device(0, requested="cpu") == torch.device("cpu")
+
+
+def test_trainer_stops_with_one_line_when_the_device_cannot_be_used(tmp_path):
+    """``python -m train --device cuda`` on a machine whose GPUs PyTorch cannot use (or that
+    has none) stops before anything is written, with the decision's one line."""
+    from tests.test_train_helpers import TINY, build_tiny_store, train_cli
+
+    store = build_tiny_store(tmp_path / "store")
+    done = train_cli("--config", str(TINY), "--data", str(store), "--device", "cuda",
+                     "--out", str(tmp_path / "results"), timeout=120)
+    facts = gather_facts(ask_driver=True)
+    if facts.usable:  # a GPU machine: the tiny run trains on its GPU
+        assert done.returncode == 0, done.stderr
+        return
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: device cuda")
+    assert ("no NVIDIA GPU" in lines[0]) != facts.nvidia_present
+    assert not (tmp_path / "results").exists()
