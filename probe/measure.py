@@ -42,11 +42,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build(config: dict, device: torch.device) -> tuple[Trainee, float]:
-    """The model, optimiser and scaler exactly as a one-process run builds them, and the
-    seconds it took."""
+def build(config: dict, device: torch.device, per_process: int) -> tuple[Trainee, float]:
+    """The model, optimiser and scaler as one process of the run builds them (its BatchNorm
+    chunks laid out for its ``per_process`` clips), and the seconds it took."""
+    local = {**config, "batch_size": per_process}
+    if local.get("bn_span") and per_process < local["bn_span"]:
+        # 8 or 16 processes share statistics across processes, which one process cannot
+        # measure: its own clips make the span here (the exchange's cost is not counted).
+        local["bn_span"] = per_process
     start = time.perf_counter()
-    trainee = build_trainee(config, Dist(0, 1, 0, device))
+    trainee = build_trainee(local, Dist(0, 1, 0, device))
     _sync(device)
     return trainee, time.perf_counter() - start
 

@@ -46,8 +46,11 @@ def table(models: list[dict]) -> str:
 
 
 def _demand(m: dict, total: str, per_process: str) -> str:
-    return (f"{_num(m['prediction'][total])} ({m['plan']['gpus']} x "
-            f"{_num(m['rates'][per_process])})")
+    """The run's rate and how it was made: processes at full speed x one process's rate
+    (on a CPU, only as many processes as the cores hold run at once)."""
+    one = m["rates"][per_process]
+    at_once = round(m["prediction"][total] / one) if one else 0
+    return f"{_num(m['prediction'][total])} ({at_once} x {_num(one)})"
 
 
 def _supply(m: dict) -> str:

@@ -102,11 +102,13 @@ def probe_model(path: Path, s: Settings, device: torch.device, store_ok: bool) -
     say(f"{name}: training and evaluation steps on {device}, batch {per_process}, "
         f"{threads} thread(s) ...")
     with measure.compute_threads(threads):
-        trainee, build_s = measure.build(config, device)
+        trainee, build_s = measure.build(config, device, per_process)
         train_pp = measure.train_rate(trainee, config, device, per_process, s.steps, s.warmup)
         eval_pp = measure.eval_rate(trainee, config, device, per_process, s.steps, s.warmup)
     checkpoint_s, checkpoint_bytes = measure.checkpoint_seconds(trainee, s.results)
     del trainee
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the next model measures on an empty GPU
     t_ref, gpus_ref, no_score = reference_time(config, s)
     rates = Rates(train_pp, eval_pp, loader, procs)
     plan = Plan(device.type, s.gpus, s.workers, n_cores, threads, train_clips, val_clips,
