@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from preprocess.store import frame_name
-from tests.test_train_helpers import ONE_THREAD_ENV, REPO, TINY, build_tiny_store
+from tests.test_train_helpers import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, kill_tree
 
 # The val ShardSampler gives rank 1 of 2 the second half of the 7 val clips (3..6); clip 6 is
 # frames 4-7 of this video, read by rank 1 only.
@@ -36,11 +36,18 @@ def store(tmp_path_factory) -> Path:
 
 
 def _torchrun(store: Path, out: Path, *launcher: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    job = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
          *launcher, "-m", "train", "--config", str(TINY), "--data", str(store),
-         "--out", str(out)], cwd=REPO, env=ONE_THREAD_ENV, capture_output=True, text=True,
-        timeout=300)
+         "--out", str(out)], cwd=REPO, env=ONE_THREAD_ENV, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:  # a hang: stop torchrun and its workers, then fail
+            kill_tree(job.pid)
+            job.wait()
+    return subprocess.CompletedProcess(job.args, job.returncode, stdout, stderr)
 
 
 def test_a_corrupt_frame_read_by_rank_1_is_named_once_with_its_rank(store, tmp_path):

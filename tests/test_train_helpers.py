@@ -108,3 +108,21 @@ def multinode_cmd(nodes: int, per_node: int, node_rank: int, port: int, *args: s
     return [*TORCHRUN, f"--nnodes={nodes}", f"--nproc-per-node={per_node}",
             f"--node-rank={node_rank}", "--rdzv-backend=c10d",
             f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id={run_id}", "-m", "train", *args]
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it (torchrun starts its workers in sessions of
+    their own, so killing its process group would leave them running)."""
+    import signal
+
+    from tests.faults_helpers import children
+
+    pids, i = [pid], 0
+    while i < len(pids):
+        pids += children(pids[i])
+        i += 1
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -17,6 +17,7 @@ from tests.test_train_helpers import (
     TINY,
     build_tiny_store,
     free_port,
+    kill_tree,
     multinode_cmd,
     train_cli,
 )
@@ -44,8 +45,8 @@ def _two_nodes(store: Path, out: Path) -> list[subprocess.CompletedProcess]:
             done.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
     finally:
         for p in launchers:
-            if p.poll() is None:
-                p.kill()
+            if p.poll() is None:  # a hang: stop it and its workers, then fail
+                kill_tree(p.pid)
                 p.wait()
     return done
 

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_train_helpers import ONE_THREAD_ENV, REPO, TINY, TORCHRUN, build_tiny_store
+from tests.test_train_helpers import (
+    ONE_THREAD_ENV,
+    REPO,
+    TINY,
+    TORCHRUN,
+    build_tiny_store,
+    kill_tree,
+)
 from train import results
 
 OUR_FRAME = re.compile(r'File ".*/(train|datasets|preprocess|models|opts)\b')
@@ -69,7 +76,7 @@ def test_a_signal_stops_the_run_with_one_line_and_a_complete_checkpoint(
         stdout, stderr = job.communicate(timeout=60)
     finally:
         if job.poll() is None:  # a hang: stop everything, then fail
-            os.killpg(job.pid, signal.SIGKILL)
+            kill_tree(job.pid)
             job.wait()
     assert job.returncode != 0
     if processes == 1:
