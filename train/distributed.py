@@ -200,14 +200,16 @@ def barrier(d: Dist, what: str = "all processes") -> None:
 # What gloo (a plain RuntimeError) and NCCL say when the process at the other end is gone.
 _PEER_GONE = ("closed by peer", "reset by peer", "Broken pipe", "communicator was aborted")
 # What gloo says when a collective's timeout expired ("Timed out waiting 5000ms for recv
-# operation to complete"; "Application timeout caused pair closure" on the next one).
-_TIMED_OUT = ("Timed out waiting", "Application timeout", "timed out after")
+# operation to complete"; "Application timeout caused pair closure" on the next one), and the
+# store when a process never joined ("Timed out after 5 seconds waiting for clients").
+_TIMED_OUT = ("timed out waiting", "application timeout", "timed out after")
 
 
 def timed_out(error: BaseException) -> bool:
     """True for the error of a collective that waited longer than the timeout."""
-    return isinstance(error, RuntimeError) and any(s in str(error) for s in _TIMED_OUT) \
-        and "DataLoader" not in str(error)
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(s in text for s in _TIMED_OUT) \
+        and "dataloader" not in text
 
 
 def peer_lost(error: BaseException) -> bool:
