@@ -12,14 +12,13 @@ import torch.nn.functional as F
 import models
 from models.bn_span import SpanBatchNorm3d, SpanLayout, apply_bn_span, plan_bn_span
 from tests.test_models_bn_span_ddp import CLIP, batch, build_model, data_parallel_step, optimizer
+from tests.test_train_helpers import one_thread
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread():
+    with one_thread():
+        yield
 
 
 @pytest.mark.parametrize(("span", "batch_size", "rank", "world", "expected"), [

@@ -21,6 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 import models
 from models.bn_span import apply_bn_span
+from tests.test_models_x3d import randomize
+from tests.test_train_helpers import one_thread
 
 GLOBAL_BATCH = 16
 SPAN = 4
@@ -33,18 +35,7 @@ def build_model() -> nn.Module:
     branch's last BatchNorm, which would hide most layers from the comparison)."""
     torch.manual_seed(0)
     model = models.build("x3d_m", 20, clip_len=CLIP[0], crop_size=CLIP[1], dropout=0.0)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            noise = torch.randn(tensor.shape, generator=generator)
-            if name.endswith("running_var"):
-                tensor.copy_(0.5 + noise.abs())
-            elif tensor.dim() <= 1:
-                tensor.copy_(noise * 0.2 + (1.0 if name.endswith(".weight") else 0.0))
-            else:
-                tensor.copy_(tensor + 0.1 * tensor.std() * noise)
+    randomize(model, seed=1)
     return model.double()
 
 
@@ -101,11 +92,9 @@ def ddp_worker(rank: int, world: int, global_batch: int, init_file: str, out: st
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread():
+    with one_thread():
+        yield
 
 
 def assert_states_close(actual: dict, expected: dict, what: str) -> None:

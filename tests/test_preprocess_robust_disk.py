@@ -18,6 +18,7 @@ from preprocess.extract import ExtractOptions
 from preprocess.store import read_frame_bytes, read_index
 from preprocess.synth import SynthOptions, make_dataset
 from tests.faults_helpers import REPO, tree
+from tests.test_train_helpers import small_tmpfs
 
 FULL = re.compile(r"error: disk full while writing (.+): (\d+) of 10 videos done; free space "
                   r"and run the same command again")
@@ -33,17 +34,14 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def small_disk(tmp_path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        for handle in store_module._h5_files.values():  # this process's read handles
-            handle.close()
-        store_module._h5_files.clear()
-        store_module._h5_videos.clear()
-        subprocess.run(["umount", str(mount)], check=True)
+    with small_tmpfs(tmp_path / "disk", "400k") as mount:
+        try:
+            yield mount
+        finally:
+            for handle in store_module._h5_files.values():  # this process's read handles
+                handle.close()
+            store_module._h5_files.clear()
+            store_module._h5_videos.clear()
 
 
 def _resize(mount: Path, size: str) -> None:

@@ -126,3 +126,16 @@ def kill_tree(pid: int) -> None:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@contextmanager
+def small_tmpfs(path: Path, size: str):
+    """A tmpfs of ``size`` (e.g. "400k") mounted at ``path`` (created), unmounted afterwards:
+    a small disk or /dev/shm for the tests (needs root, as here and in CI)."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                   check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)

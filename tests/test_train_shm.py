@@ -5,14 +5,13 @@ in the middle of an epoch. The small /dev/shm is a real tmpfs mounted for the te
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 import opts
-from tests.test_train_helpers import TINY, build_tiny_store
+from tests.test_train_helpers import TINY, build_tiny_store, small_tmpfs
 from train import TrainError, data
 from train.__main__ import main as train_main
 from train.distributed import Dist
@@ -21,13 +20,8 @@ from train.distributed import Dist
 @pytest.fixture
 def small_shm(tmp_path) -> Path:
     """A 512 KiB tmpfs, unmounted afterwards."""
-    path = tmp_path / "shm"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(path)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "shm", "512k") as path:
         yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 def test_the_estimate_counts_every_prefetched_batch_of_every_worker_on_the_node():
