@@ -39,9 +39,10 @@ if "--codecs" not in sys.argv:  # the codec table runs in any venv with numpy an
 
     from preprocess.build import build_store
     from preprocess.extract import ExtractOptions, decode_jpeg, output_size
+    from preprocess.frame_bytes import read_frame_bytes
     from preprocess.kinetics import find_videos
     from preprocess.resample import kept_frame_indices
-    from preprocess.store import read_frame_bytes, read_index
+    from preprocess.store import read_index
 
     FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 

@@ -32,8 +32,9 @@ from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
 from datasets.decode import ClipFrames
 from datasets.loader import init_worker
 from datasets.transforms import ArrayFrames, ClipParams, crop_taps, render_clip, resized_size
+from preprocess.frame_bytes import read_frame_bytes
 from preprocess.resample import kept_frame_indices
-from preprocess.store import StoreError, frame_name, read_frame_bytes
+from preprocess.store import StoreError, frame_name
 
 DEFAULT_DATA = Path("data/bench/loader_videos")
 SYNTH_ARGS = ["--classes", "2", "--train-per-class", "3", "--val-per-class", "1",

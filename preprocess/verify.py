@@ -14,6 +14,7 @@ import simplejpeg
 
 from preprocess import pack
 from preprocess.dataset_check import check_dataset, verdict
+from preprocess.frame_bytes import is_packed, read_frame_bytes
 from preprocess.identity import store_fingerprint
 from preprocess.kinetics import SPLITS
 from preprocess.store import (
@@ -22,8 +23,6 @@ from preprocess.store import (
     StoreSettings,
     VideoRecord,
     frame_name,
-    is_packed,
-    read_frame_bytes,
     read_index,
     read_settings,
 )

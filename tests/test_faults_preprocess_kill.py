@@ -21,7 +21,8 @@ import pytest
 from preprocess.__main__ import main as preprocess_main
 from preprocess.build import build_store
 from preprocess.extract import ExtractOptions
-from preprocess.store import read_frame_bytes, read_index
+from preprocess.frame_bytes import read_frame_bytes
+from preprocess.store import read_index
 from preprocess.synth import SynthOptions, make_dataset
 from preprocess.verify import verify_store
 from tests.faults_helpers import (

@@ -20,8 +20,9 @@ import pytest
 
 from preprocess.build import build_store
 from preprocess.extract import ExtractOptions, VideoError, extract_video
+from preprocess.frame_bytes import read_frame_bytes
 from preprocess.resample import kept_frame_indices
-from preprocess.store import read_frame_bytes, read_index
+from preprocess.store import read_index
 from preprocess.verify import verify_store
 from tests.faults_helpers import (
     FAULT_ROUNDS,

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from preprocess import store as store_module
+from preprocess import frame_bytes as frame_bytes_module
 from preprocess.build import build_store
 from preprocess.extract import ExtractOptions
-from preprocess.store import read_frame_bytes, read_index
+from preprocess.frame_bytes import read_frame_bytes
+from preprocess.store import read_index
 from preprocess.synth import SynthOptions, make_dataset
 from tests.faults_helpers import REPO, tree
 from tests.test_train_helpers import small_tmpfs
@@ -38,10 +39,10 @@ def small_disk(tmp_path) -> Iterator[Path]:
         try:
             yield mount
         finally:
-            for handle in store_module._h5_files.values():  # this process's read handles
+            for handle in frame_bytes_module._h5_files.values():  # this process's read handles
                 handle.close()
-            store_module._h5_files.clear()
-            store_module._h5_videos.clear()
+            frame_bytes_module._h5_files.clear()
+            frame_bytes_module._h5_videos.clear()
 
 
 def _resize(mount: Path, size: str) -> None:

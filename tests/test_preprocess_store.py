@@ -11,10 +11,10 @@ import pytest
 from preprocess.__main__ import main
 from preprocess.build import build_store
 from preprocess.extract import ExtractOptions, decode_jpeg
+from preprocess.frame_bytes import read_frame_bytes
 from preprocess.store import (
     StoreError,
     check_settings,
-    read_frame_bytes,
     read_index,
     read_settings,
     video_dir,
