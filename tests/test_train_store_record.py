@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -101,10 +102,16 @@ def test_resume_recomputes_compliance_from_the_edited_config(stopped, tmp_path):
 
 
 def test_make_resume_passes_a_store_only_when_one_is_given():
+    # Under `make test` this make is nested: drop the parent's make variables so it
+    # prints only its own recipe.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+
     def dry_run(*args: str) -> str:
-        done = subprocess.run(["make", "-n", "resume", "RUN=results/X/r", *args], cwd=REPO,
-                              capture_output=True, text=True, check=True)
-        return done.stdout.strip().splitlines()[-1]
+        done = subprocess.run(["make", "--no-print-directory", "-n", "resume", "RUN=results/X/r",
+                               *args], cwd=REPO, env=env, capture_output=True, text=True,
+                              check=True)
+        [command] = [line for line in done.stdout.splitlines() if "-m train" in line]
+        return command
 
     assert "--data" not in dry_run()
     assert "--resume results/X/r --data /elsewhere/store " in dry_run("STORE=/elsewhere/store")
