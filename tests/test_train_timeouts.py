@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.faults_helpers import children
 from tests.test_train_helpers import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, free_port
+from train.data import Bounded, LoaderTimeout
 
 TIMEOUT_S = 5
 # Start-up of the process that times out is not in the bound; its exit after the timeout is.
@@ -103,3 +105,32 @@ def test_a_stopped_loader_worker_ends_the_run_after_the_loader_timeout(store, tm
                      "are kept: resume the run (make resume RUN=<run dir>), and raise --timeout "
                      "if the store is just slow"], stderr
     assert "Traceback" not in stderr
+
+
+class _Numbers(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+@pytest.mark.parametrize("stop_after", ["epoch", "first batch"])
+def test_a_loader_whose_worker_stops_times_out_at_any_wait(stop_after):
+    """Between epochs too: persistent workers must each acknowledge a new epoch, and that
+    wait is bounded like a batch's; the stopped worker is killed, so the exit is not held."""
+    loader = torch.utils.data.DataLoader(_Numbers(), batch_size=2, num_workers=1,
+                                         persistent_workers=True, timeout=2)
+    bounded = Bounded(loader, 2)
+    assert [b.tolist() for b in bounded] == [[0, 1], [2, 3]]
+    [worker] = loader._iterator._workers
+    batches = iter(bounded)
+    if stop_after == "first batch":
+        assert next(batches).tolist() == [0, 1]
+    os.kill(worker.pid, signal.SIGSTOP)
+    started = time.monotonic()
+    with pytest.raises(LoaderTimeout, match="no batch from the loader within 2 s"):
+        next(batches)
+    assert time.monotonic() - started < 2 + SLACK_S
+    worker.join(timeout=10)
+    assert not worker.is_alive()

@@ -57,26 +57,31 @@ class Bounded:
         return len(self.loader)
 
     def __iter__(self) -> Iterator:
-        iterator = iter(self.loader)
         # A signal handler can only be set in the main thread (elsewhere: DataLoader's own).
         alarm = threading.current_thread() is threading.main_thread()
+        # Starting an epoch waits too: persistent workers must each acknowledge the new one.
+        iterator = self._bounded(alarm, lambda: iter(self.loader))
         while True:
-            if alarm:
-                before = signal.signal(signal.SIGALRM, self._alarm)
-                signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
             try:
-                batch = next(iterator)
+                batch = self._bounded(alarm, lambda: next(iterator))
             except StopIteration:
                 return
-            except RuntimeError as e:
-                if "DataLoader timed out" in str(e):
-                    raise self._expired() from None
-                raise
-            finally:
-                if alarm:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                    signal.signal(signal.SIGALRM, before)
             yield batch
+
+    def _bounded(self, alarm: bool, wait):
+        if alarm:
+            before = signal.signal(signal.SIGALRM, self._alarm)
+            signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        try:
+            return wait()
+        except RuntimeError as e:
+            if "DataLoader timed out" in str(e):
+                raise self._expired() from None
+            raise
+        finally:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, before)
 
     def _expired(self) -> LoaderTimeout:
         # DataLoader's shutdown sends a worker that does not stop SIGTERM and then joins it
