@@ -62,13 +62,16 @@ EVAL_NONE = ""
 STATE_RUNNING = "running"  # training (or killed before it could say otherwise)
 STATE_FINISHED = "finished"  # ended normally: all epochs, or stopped at the target
 STATE_STOPPED = "stopped"  # ended on a NaN/infinite loss
-STATES = (STATE_RUNNING, STATE_FINISHED, STATE_STOPPED)
+STATE_INTERRUPTED = "interrupted"  # stopped by a signal (Ctrl-C, SIGTERM): resumable
+STATES = (STATE_RUNNING, STATE_FINISHED, STATE_STOPPED, STATE_INTERRUPTED)
 
 # The scorer's classification of a run (score tables, score.csv ``status``).
 STATUS_REACHED = "reached"  # a scheduled evaluation at or above the target
 STATUS_NOT_CONVERGED = "not converged"  # finished below the target
 STATUS_STOPPED = "stopped"  # NaN/inf loss
-STATUS_ABANDONED = "abandoned"  # not finished, heartbeat older than ABANDONED_AFTER_S
+# Not finished and not running: interrupted by a signal and not resumed, or heartbeat older
+# than ABANDONED_AFTER_S (killed, crashed, machine gone).
+STATUS_ABANDONED = "abandoned"
 STATUS_IN_PROGRESS = "in progress"  # not finished, heartbeat recent
 MISSED_STATUSES = (STATUS_NOT_CONVERGED, STATUS_STOPPED, STATUS_ABANDONED)
 

@@ -19,6 +19,7 @@ from results_format import (
     HEARTBEAT_FILE,
     RUN_FILE,
     STATE_FINISHED,
+    STATE_INTERRUPTED,
     STATE_RUNNING,
     STATE_STOPPED,
     STATES,
@@ -194,6 +195,8 @@ def classify(info: dict, t_bench: float | None, folder: Path, warnings: list[str
         return STATUS_STOPPED
     if state == STATE_FINISHED:
         return STATUS_NOT_CONVERGED
+    if state == STATE_INTERRUPTED:  # until resumed (a resume sets it running again)
+        return STATUS_ABANDONED
     # Not finished: alive if the trainer rewrote its heartbeat recently (run.json when the
     # run has none: runs of protocol 1 wrote no heartbeat file).
     heartbeat = folder / HEARTBEAT_FILE

@@ -32,6 +32,9 @@ def test_each_status(tmp_path):
     assert status("recent", finished=False, heartbeat_age_s=ABANDONED_AFTER_S - 600,
                   **NEVER_REACHING) == "in progress"
     assert status("gone", finished=False, heartbeat_age_s=OLD, **NEVER_REACHING) == "abandoned"
+    # Stopped by Ctrl-C or SIGTERM and not resumed: not running, however fresh its heartbeat.
+    assert status("ctrl-c", finished=False, state="interrupted", **NEVER_REACHING) == \
+        "abandoned"
 
 
 def test_without_a_heartbeat_the_age_of_run_json_decides(tmp_path):

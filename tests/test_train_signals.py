@@ -4,6 +4,7 @@ temporary file left; with torchrun every process stops at the same agreed point.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from score.load import load_run
 from tests.test_train_helpers import (
     ONE_THREAD_ENV,
     REPO,
@@ -90,3 +92,7 @@ def test_a_signal_stops_the_run_with_one_line_and_a_complete_checkpoint(
     torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     rows = results.read_epochs(run_dir)
     assert rows and [int(r["epoch"]) for r in rows] == list(range(len(rows)))
+    # run.json says so at once: the scorer counts the run as a missed one until it is resumed.
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["state"] == "interrupted" and run["epochs_done"] == len(rows)
+    assert load_run(run_dir, []).status == "abandoned"

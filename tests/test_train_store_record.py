@@ -80,10 +80,13 @@ def test_resume_keeps_the_runs_store_and_refuses_another(store, stopped, tmp_pat
     # A copy of the run's store (same fingerprint) elsewhere is accepted: the run goes on
     # (and stops on the same NaN), recording the store it read this time.
     same = Path(shutil.copytree(store, tmp_path / "copy"))
+    interrupted = {**json.loads((run_dir / "run.json").read_text()), "state": "interrupted"}
+    (run_dir / "run.json").write_text(json.dumps(interrupted))  # as after a Ctrl-C
     with one_thread():
         assert train_main(["--resume", str(run_dir), "--data", str(same)]) == 1
     assert "training loss became nan" in capsys.readouterr().err
     run = json.loads((run_dir / "run.json").read_text())
+    assert run["state"] == "stopped"  # the resumed attempt's own state, not the one before
     assert run["store"]["path"] == str(same.resolve())
     assert [a["store"] for a in run["attempts"]] == [str(store.resolve()), str(same.resolve())]
     assert len(run["attempts"]) == 2 and (run_dir / "system.1.json").is_file()

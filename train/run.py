@@ -66,7 +66,12 @@ def run(args: argparse.Namespace, own_start: float) -> None:
             try:
                 _train(config, d, data, trainee, record, run_dir, clock)
             except stop.StopRequested as e:
+                # Raised only at an agreed point, after the last checkpoint and run.json
+                # were written: the record is that of the last checkpoint.
                 e.run_dir = run_dir
+                if d.is_main:
+                    record.state = results_format.STATE_INTERRUPTED
+                    results.write_json(run_dir / results.RUN_FILE, record.to_json())
                 raise
     finally:
         shutdown(d)
