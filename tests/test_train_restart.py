@@ -118,14 +118,15 @@ def test_a_killed_worker_is_restarted_into_the_same_run_with_the_clock_counted_o
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     manual = _check_counted_once(_run_dir(out), killed_manual, 1)
     assert manual["restarts"] == 0 and [a["restart"] for a in manual["attempts"]] == [0, 0]
-    # Comparable clocks: a failed attempt counted twice would put the restarted run's end
-    # later by that attempt's whole length (here the seconds from launch to the kill).
+    # Both ways of going on count the same lost work. (Counting the failed attempt twice is
+    # ruled out by _check_counted_once for each: the clock after the kill grows no faster
+    # than the wall clock. Comparing the two runs' final clocks instead would measure this
+    # machine's run-to-run noise: seconds on a busy 2-core VM.)
     first_attempt = killed["killed"] - launched
     end = {name: float(results.read_epochs(_run_dir(tmp_path / name))[-1]["elapsed_s"])
            for name in ("restarted", "manual")}
     print(f"last epoch on the clock {end}, lost_s restarted {restarted['lost_s']} manual "
           f"{manual['lost_s']}, first attempt {first_attempt:.1f} s")
-    assert abs(end["restarted"] - end["manual"]) < first_attempt / 2, (end, first_attempt)
     assert abs(restarted["lost_s"] - manual["lost_s"]) < HEARTBEAT_S + 0.5
 
 
