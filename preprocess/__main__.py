@@ -135,9 +135,18 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+# joblib's resource tracker (a process of its own, which outlives this one) warns about each
+# lock the killed workers still had registered, then finds it already gone: two lines of
+# noise after the one-line stop message. It still cleans up; only its warnings are off.
+TRACKER_QUIET = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
+    warning_filters = os.environ.get("PYTHONWARNINGS", "")
+    if TRACKER_QUIET not in warning_filters:  # read by the tracker when joblib starts it
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (warning_filters, TRACKER_QUIET)))
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -133,7 +133,9 @@ def test_sigterm_stops_frames_and_its_workers_and_the_rerun_completes(dataset, t
     assert code == 128 + signal.SIGTERM
     lines = err.read_text().strip().splitlines()
     assert lines[-1] == "stopped (SIGTERM); run the same command again to resume"
-    assert "Traceback" not in err.read_text()
+    # Nothing after it either: joblib's resource tracker, which outlives the run, warned
+    # about the killed workers' locks when the stop caught them holding one.
+    assert "Traceback" not in err.read_text() and "Warning" not in err.read_text()
     done = subprocess.run([sys.executable, "-m", "preprocess", "frames", "--data",
                            str(dataset), "--out", str(store), "--jobs", "2"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
