@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
+from preprocess.encode import encode_mp4
 from preprocess.kinetics import SPLITS, CsvRow, video_name, write_kinetics_csv
 
 # Listed most-different first, so that a small --classes keeps clearly different motions.
@@ -245,35 +245,6 @@ def render_video(video: SynthVideo, opts: SynthOptions) -> np.ndarray:
         alpha = np.minimum(layer[..., 3:], 1.0)
         frames[i] = np.clip(frame * (1 - alpha) + layer[..., :3], 0, 255).astype(np.uint8)
     return frames
-
-
-def x264_options(crf: int, preset: str = "veryfast") -> dict[str, str]:
-    """libx264 options under which the same frames give the same bytes on every run.
-
-    x264's output depends on its thread count, hence one thread. Its macroblock tree
-    (``mbtree``) is off: on CPUs with AVX-512 that code's result depends on memory it never
-    wrote, so the same frames gave different files from one call to the next, depending on
-    what the heap held before (see test_encoded_bytes_do_not_depend_on_leftover_memory); with
-    ``mbtree=0``, or with x264's assembly limited to AVX2, they never did. Without it x264
-    shares bits out over time a little less cleverly; the frames it encodes are the same."""
-    return {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": "mbtree=0"}
-
-
-def encode_mp4(path: Path, frames: np.ndarray, fps: Fraction, crf: int = 20) -> None:
-    """Encode RGB frames as H.264 (yuv420p) in an mp4, via a hidden temporary file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial{os.getpid()}.mp4")
-    with av.open(str(tmp), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.options = x264_options(crf)
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
 
 
 def make_video(video: SynthVideo, opts: SynthOptions, out: Path) -> None:

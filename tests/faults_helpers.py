@@ -23,7 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from preprocess.synth import x264_options
+from preprocess.encode import x264_options
 
 REPO = Path(__file__).resolve().parent.parent
 FAULT_ROUNDS = max(1, int(os.environ.get("FAULT_ROUNDS", "1")))

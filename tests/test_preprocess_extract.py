@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from preprocess.encode import encode_mp4
 from preprocess.extract import ExtractOptions, VideoError, decode_jpeg, extract_video, output_size
 from preprocess.resample import kept_frame_indices
-from preprocess.synth import encode_mp4
 
 BITS = 8  # frame index written as 8 black/white stripes, 8 px wide each
 

@@ -10,10 +10,10 @@ import pytest
 
 from preprocess import dataset_check
 from preprocess.build import build_store
+from preprocess.encode import encode_mp4
 from preprocess.extract import ExtractOptions
 from preprocess.identity import read_store_identity, store_compliance_issues, store_fingerprint
 from preprocess.store import SETTINGS_FILE, index_path, read_settings
-from preprocess.synth import encode_mp4
 from preprocess.verify import verify_store
 from results_format import STORE_KEYS
 from tests.test_preprocess_dataset_check import manifest_slice

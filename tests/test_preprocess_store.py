@@ -10,6 +10,7 @@ import pytest
 
 from preprocess.__main__ import main
 from preprocess.build import build_store
+from preprocess.encode import encode_mp4
 from preprocess.extract import ExtractOptions, decode_jpeg
 from preprocess.frame_bytes import read_frame_bytes
 from preprocess.store import (
@@ -19,7 +20,6 @@ from preprocess.store import (
     read_settings,
     video_dir,
 )
-from preprocess.synth import encode_mp4
 from preprocess.verify import verify_store
 from tests.test_preprocess_extract import smooth_frames
 

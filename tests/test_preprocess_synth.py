@@ -101,7 +101,7 @@ ENCODE_TWICE = """
 import hashlib, sys
 from fractions import Fraction
 from pathlib import Path
-from preprocess.synth import encode_mp4
+from preprocess.encode import encode_mp4
 from tests.faults_helpers import encode_video, gradient_frames
 out, frames = Path(sys.argv[1]), gradient_frames(32, 64, 48, 5)
 encode_mp4(out / "synth.mp4", frames, Fraction(30))
