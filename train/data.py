@@ -19,8 +19,9 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -60,15 +61,16 @@ class Bounded:
         # A signal handler can only be set in the main thread (elsewhere: DataLoader's own).
         alarm = threading.current_thread() is threading.main_thread()
         # Starting an epoch waits too: persistent workers must each acknowledge the new one.
-        iterator = self._bounded(alarm, lambda: iter(self.loader))
+        iterator = self._bounded(alarm, self.loader.__iter__)
         while True:
             try:
-                batch = self._bounded(alarm, lambda: next(iterator))
+                batch = self._bounded(alarm, iterator.__next__)
             except StopIteration:
                 return
             yield batch
 
-    def _bounded(self, alarm: bool, wait):
+    def _bounded(self, alarm: bool, wait: Callable[[], Any]) -> Any:
+        """``wait()``, ended by LoaderTimeout after ``timeout_s``."""
         if alarm:
             before = signal.signal(signal.SIGALRM, self._alarm)
             signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
