@@ -126,10 +126,10 @@ faults: $(ENV)
 
 # Benchmark scripts on small synthetic data; each prints a table (docs/PERFORMANCE.md).
 perf: synth $(NATIVE)
-	$(PY) -m benchmarks.frames --data $(DEMO_DATA)
-	$(PY) -m benchmarks.loader --quick
-	$(PY) -m benchmarks.model_step --quick
-	$(PY) -m benchmarks.model_flops
+	$(PY) -m perf.frames --data $(DEMO_DATA)
+	$(PY) -m perf.loader_speed --quick
+	$(PY) -m perf.model_step --quick
+	$(PY) -m perf.model_flops
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

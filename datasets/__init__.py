@@ -35,7 +35,7 @@ Public API::
 from datasets.clips import ClipDataset, clip_rng
 from datasets.loader import EpochKeySampler, ShardSampler, make_loader
 from datasets.transforms import ClipParams, TrainTransform, ValTransform, normalize_clips
-from preprocess.store import StoreError
+from formats.store import StoreError
 
 __all__ = [
     "ClipDataset",

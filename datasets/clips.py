@@ -20,8 +20,8 @@ import torch
 
 from datasets import native
 from datasets.decode import ClipFrames
+from formats.store import StoreError, check_settings, index_path, read_index
 from preprocess.frame_bytes import read_frame_bytes
-from preprocess.store import StoreError, check_settings, index_path, read_index
 
 STORE_FPS = 15
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets.jpeg_window import JpegError, WrongSize, decode_window, jpeg_size
-from preprocess.store import StoreError, VideoRecord, frame_name
+from formats.store import StoreError, VideoRecord, frame_name
 
 
 def frame_source(store: Path | str, record: VideoRecord, index: int) -> str:

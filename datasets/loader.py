@@ -83,7 +83,7 @@ def reuse_freed_memory() -> None:
     A worker allocates and frees a 2.4 MB clip (and decode buffers) per sample. By default
     glibc maps every block of that size fresh from the kernel and unmaps it when freed, so
     each clip pays about 600 page faults and the zeroing of its pages: 0.3 ms per clip on an
-    idle machine, up to 3 ms in some runs (benchmarks/loader.py). Kept blocks are reused
+    idle machine, up to 3 ms in some runs (perf/loader_speed.py). Kept blocks are reused
     without either. A process on another C library keeps its allocator's own policy."""
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
-from preprocess.store import StoreError
+from formats.store import StoreError
 
 LIBRARY = Path(__file__).with_name("_native.so")
 BUILD_HINT = (

@@ -10,7 +10,7 @@ presets need smaller clips, and two things are changed after building:
   there, as everywhere else), so those norms get eps 1e-5;
 - attention runs through ``scaled_dot_product_attention`` (same product, same parameters),
   which never stores the N x N_kv attention matrix: about 15% less time per training step
-  at 16x224x224 on CPU (benchmarks/model_step.py), and the fused kernels on GPUs.
+  at 16x224x224 on CPU (perf/model_step.py), and the fused kernels on GPUs.
 
 The head, as the reference run made it: the 400-way model is built and initialised
 (truncated normal std 0.02 for linear layers), then its 768->400 projection is replaced by a

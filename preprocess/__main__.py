@@ -9,10 +9,10 @@ import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from formats.store import FORMATS, StoreError
 from preprocess.getdata import DEFAULT_REPO, GetDataError, default_csv
 from preprocess.kinetics import LayoutError
 from preprocess.resample import parse_fps
-from preprocess.store import FORMATS, StoreError
 from preprocess.synth import SynthError, SynthOptions
 
 USER_ERRORS = (LayoutError, StoreError, SynthError, GetDataError)
@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(plan)} videos of {opts.classes} classes to {args.out}")
         return 0
     if args.command == "frames":
-        from preprocess.build import build_store
         from preprocess.extract import ExtractOptions
+        from preprocess.frames import build_store
 
         opts = ExtractOptions(args.format, args.short_side, args.quality)
         summary = build_store(args.data, args.out, opts, jobs=args.jobs)

@@ -23,8 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from formats.store import atomic_write_text
 from preprocess.kinetics import SPLITS, VIDEO_EXTENSIONS, LayoutError
-from preprocess.store import atomic_write_text
 
 MANIFEST = Path(__file__).resolve().with_name("kinetics20_manifest.csv")
 MANIFEST_HEADER = ["split", "class", "file"]

@@ -1,12 +1,12 @@
 """Reading a video's frames back from a frame store (jpg folders or HDF5), for every later
-stage: the loader, verification and the benchmarks. The layout is in preprocess/store.py."""
+stage: the loader, verification and the perf. The layout is in formats/store.py."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from preprocess.store import StoreError, VideoRecord, frame_name
+from formats.store import StoreError, VideoRecord, frame_name
 
 _h5_files: dict[tuple[int, str], object] = {}
 _h5_videos: dict[tuple[int, str, str], tuple[object, list[int]]] = {}

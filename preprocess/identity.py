@@ -32,9 +32,9 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+from formats.store import StoreSettings, read_index, read_settings, write_settings
 from preprocess.dataset_check import CHECK_FILE, run_check, verdict
 from preprocess.kinetics import SPLITS
-from preprocess.store import StoreSettings, read_index, read_settings, write_settings
 
 IDENTITY_VERSION = 1
 # The workload's store (WORKLOAD.md, "Clips"): short side at most 320, JPEG quality 90 (and

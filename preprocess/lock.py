@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from preprocess.store import StoreError
+from formats.store import StoreError
 
 LOCK_FILE = ".lock"
 WRITER_LOCK_FILE = ".writer.lock"

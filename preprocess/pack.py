@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.store import StoreError, frame_name, sync_dir, video_dir
+from formats.store import StoreError, frame_name, sync_dir, video_dir
 
 GROUP = "videos"
 

@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from formats.store import write_video_dir
 from preprocess.extract import ExtractOptions, VideoError, extract_video
 from preprocess.kinetics import SourceVideo
 from preprocess.lock import worker_lock
-from preprocess.store import write_video_dir
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # The store's file system refuses this name (too long with its folder, bytes it cannot hold).

@@ -12,12 +12,7 @@ from pathlib import Path
 
 import simplejpeg
 
-from preprocess import pack
-from preprocess.dataset_check import check_dataset, verdict
-from preprocess.frame_bytes import is_packed, read_frame_bytes
-from preprocess.identity import store_fingerprint
-from preprocess.kinetics import SPLITS
-from preprocess.store import (
+from formats.store import (
     SETTINGS_FILE,
     StoreError,
     StoreSettings,
@@ -26,6 +21,11 @@ from preprocess.store import (
     read_index,
     read_settings,
 )
+from preprocess import pack
+from preprocess.dataset_check import check_dataset, verdict
+from preprocess.frame_bytes import is_packed, read_frame_bytes
+from preprocess.identity import store_fingerprint
+from preprocess.kinetics import SPLITS
 
 
 def check_video(store: Path, record: VideoRecord, classes: tuple[str, ...]) -> list[str]:

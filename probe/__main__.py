@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     import_start = time.perf_counter()
     import torch
 
+    from formats.store import StoreError
     from opts import ConfigError
-    from preprocess.store import StoreError
-    from probe import report
+    from probe import table
     from probe.run import Settings, run
     from train import TrainError, system
     from train.device import gather_facts
@@ -77,23 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     if not models:
         return 2  # the device check said why, in one line
     print()
-    print(report.table(models))
+    print(table.table(models))
     print()
     for m in models:
-        print(report.verdict(m))
+        print(table.verdict(m))
         if m["no_score_because"]:
             print(f"  no predicted score: {m['no_score_because']}")
-    print(f"note: {report.NOTE}")
+    print(f"note: {table.NOTE}")
     device = torch.device(models[0]["device"], 0 if models[0]["device"] == "cuda" else None)
     record = {
-        "format": report.PROBE_FORMAT, "prediction": report.NOTE, "started": started,
+        "format": table.PROBE_FORMAT, "prediction": table.NOTE, "started": started,
         "argv": sys.argv[1:] if argv is None else argv, "quick": s.quick,
         "gpus": s.gpus, "workers": s.workers, "store": str(s.store) if s.store else None,
         "device_facts": asdict(facts), "checks": [c.to_json() for c in found],
         "models": models, "seconds": time.time() - started,
         "system": system.describe(device, s.gpus),
     }
-    path = report.write_json(s.results, record)
+    path = table.write_json(s.results, record)
     print(f"wrote {path}")
     return 1 if any(c.status == "fail" for c in found) else 0
 

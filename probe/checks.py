@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from formats.store import SETTINGS_FILE, StoreError, read_settings
 from preprocess.identity import read_store_identity, store_compliance_issues
-from preprocess.store import SETTINGS_FILE, StoreError, read_settings
 from train.device import DeviceError, DeviceFacts, decide
 
 STORE_FPS = 15  # WORKLOAD.md, "Clips"

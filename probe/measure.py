@@ -18,9 +18,9 @@ import torch
 
 from datasets import ClipDataset, TrainTransform, make_loader, normalize_clips
 from models.speed import autocast
-from train.build import Trainee, build_trainee
 from train.distributed import Dist
 from train.loop import loss_function, train_step
+from train.model import Trainee, build_trainee
 
 PREFETCH = 2  # make_loader's prefetch_factor: batches in flight per worker
 BUDGET_S = 10.0  # timing of one measurement stops after this, once two steps are in

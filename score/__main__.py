@@ -13,8 +13,8 @@ from score import ScoreError
 from score.load import load_results
 from score.plots import plot_accuracy_vs_time, plot_throughput
 from score.readers import safe_text, shown
-from score.reference import Reference, load_reference
-from score.stats import apply_reference, benchmark_scores, group_models
+from score.reference import Reference, apply_reference, load_reference
+from score.stats import benchmark_scores, group_models
 from score.tables import reference_line, render_text, score_tables, write_csv, write_markdown
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parent.parent / "configs" / "reference.yaml"

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from results_format import EPOCH_COLUMNS, EVAL_EXTRA, EVAL_NONE, EVAL_SCHEDULED
+from formats.results import EPOCH_COLUMNS, EVAL_EXTRA, EVAL_NONE, EVAL_SCHEDULED
 from score import ScoreError
 from score.readers import MAX_CSV_BYTES, read_regular, safe_text, shown
 

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from results_format import RUN_FILES
+from formats.results import RUN_FILES
 from score import ScoreError
 from score.readers import shown
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from results_format import (
+from formats.results import (
     ABANDONED_AFTER_S,
     EPOCHS_FILE,
     HEARTBEAT_FILE,

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from results_format import STATUS_IN_PROGRESS  # noqa: E402
+from formats.results import STATUS_IN_PROGRESS  # noqa: E402
 from score.files import atomic_output  # noqa: E402
 from score.load import Run  # noqa: E402
 from score.readers import safe_text  # noqa: E402

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from results_format import PROTOCOL_VERSION
+from formats.results import PROTOCOL_VERSION
 from score.readers import safe_text
 
 ISSUE_CHARS = 200  # one recorded compliance reason, as shown in a table

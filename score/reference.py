@@ -17,7 +17,7 @@ from score import ScoreError
 from score.load import COMPLIANT, load_results
 from score.readers import MAX_JSON_BYTES, read_regular, safe_text, shown
 from score.record import is_number
-from score.stats import group_models
+from score.stats import ModelResult, group_models, per_model_score
 
 
 @dataclass
@@ -105,3 +105,28 @@ def reference_from_results(folder: Path, warnings: list[str]) -> Reference:
         t_ref_s=t_ref_s,
         gpus=gpus,
     )
+
+
+def apply_reference(
+    results: list[ModelResult], reference: Reference, warnings: list[str]
+) -> None:
+    """Fill in t_ref, n_gpu_ref and the per-model score; configs without a reference warn once."""
+    unknown = set()
+    for result in results:
+        if result.config not in reference.t_ref_s:
+            unknown.add(result.config)
+            result.notes.append("config not in reference: no score")
+            continue
+        result.t_ref_s = reference.t_ref_s[result.config]
+        result.gpus_ref = reference.gpus[result.config]
+        if result.t_bench_s is not None:
+            result.score = per_model_score(
+                result.t_ref_s, result.gpus_ref, result.t_bench_s, result.gpus
+            )
+    for config in sorted(unknown):
+        folders = sorted({str(run.path.parent) for r in results if r.config == config
+                          for run in r.runs})
+        warnings.append(
+            f"{folders[0]}: config '{config}' is not in reference {reference.source} "
+            f"(has {', '.join(reference.t_ref_s)}); t_bench shown without a score"
+        )

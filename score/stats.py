@@ -23,9 +23,8 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from results_format import (
+from formats.results import (
     MISSED_STATUSES,
     STATUS_ABANDONED,
     STATUS_IN_PROGRESS,
@@ -34,9 +33,6 @@ from results_format import (
     STATUS_STOPPED,
 )
 from score.load import COMPLIANT, Run
-
-if TYPE_CHECKING:
-    from score.reference import Reference
 
 OLYMPIC_MIN_RUNS = 5
 
@@ -175,31 +171,6 @@ def _status_notes(result: ModelResult) -> list[str]:
     if result.count(STATUS_IN_PROGRESS):
         notes.append(f"{result.count(STATUS_IN_PROGRESS)} run(s) in progress (not counted)")
     return notes
-
-
-def apply_reference(
-    results: list[ModelResult], reference: Reference, warnings: list[str]
-) -> None:
-    """Fill in t_ref, n_gpu_ref and the per-model score; configs without a reference warn once."""
-    unknown = set()
-    for result in results:
-        if result.config not in reference.t_ref_s:
-            unknown.add(result.config)
-            result.notes.append("config not in reference: no score")
-            continue
-        result.t_ref_s = reference.t_ref_s[result.config]
-        result.gpus_ref = reference.gpus[result.config]
-        if result.t_bench_s is not None:
-            result.score = per_model_score(
-                result.t_ref_s, result.gpus_ref, result.t_bench_s, result.gpus
-            )
-    for config in sorted(unknown):
-        folders = sorted({str(run.path.parent) for r in results if r.config == config
-                          for run in r.runs})
-        warnings.append(
-            f"{folders[0]}: config '{config}' is not in reference {reference.source} "
-            f"(has {', '.join(reference.t_ref_s)}); t_bench shown without a score"
-        )
 
 
 def benchmark_scores(results: list[ModelResult], models: list[str]) -> list[BenchmarkResult]:

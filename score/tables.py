@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from results_format import (
+from formats.results import (
     STATUS_ABANDONED,
     STATUS_IN_PROGRESS,
     STATUS_NOT_CONVERGED,

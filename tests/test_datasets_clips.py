@@ -10,8 +10,8 @@ import torch
 from torchvision.datasets.video_utils import VideoClips
 
 from datasets import ClipDataset, StoreError, TrainTransform, ValTransform
-from preprocess.store import frame_name, read_index
-from tests.test_datasets_helpers import (
+from formats.store import frame_name, read_index
+from tests.helpers.datasets import (
     encode,
     flat_frame_number,
     flat_frames,

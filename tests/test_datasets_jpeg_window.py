@@ -10,7 +10,7 @@ import simplejpeg
 from PIL import Image
 
 from datasets.jpeg_window import JpegError, WrongSize, decode_window, jpeg_size
-from tests.test_datasets_helpers import textured_frames
+from tests.helpers.datasets import textured_frames
 
 SUBSAMPLINGS = ["444", "422", "420", "440", "411", "Gray"]
 SIZES = [(48, 64), (37, 53), (120, 161)]  # (height, width): aligned, odd, several iMCUs
@@ -96,7 +96,7 @@ def test_garbage_wrong_size_and_bad_window(jpeg):
 
 def test_a_missing_library_is_one_line_saying_how_to_build_it(monkeypatch, tmp_path):
     from datasets import jpeg_window, native
-    from preprocess.store import StoreError
+    from formats.store import StoreError
 
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "LIBRARY", tmp_path / "_native.so")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from datasets import ClipDataset, EpochKeySampler, ShardSampler, TrainTransform, make_loader
-from tests.test_datasets_helpers import make_store, textured_frames
+from tests.helpers.datasets import make_store, textured_frames
 
 TRANSFORM = TrainTransform(short_side_range=(24, 40), crop=20)
 

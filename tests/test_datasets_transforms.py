@@ -17,7 +17,7 @@ from datasets import ClipDataset, TrainTransform, ValTransform, clip_rng, normal
 from datasets.bilinear import use_avx2
 from datasets.transforms import ArrayFrames, ClipParams, crop_taps, render_clip, resized_size
 from preprocess.frame_bytes import read_frame_bytes
-from tests.test_datasets_helpers import encode, make_store, textured_frames
+from tests.helpers.datasets import encode, make_store, textured_frames
 
 MEAN, STD = (0.45, 0.40, 0.35), (0.225, 0.25, 0.2)
 # Our scaling runs on uint8 frames and rounds each output pixel to an integer: within half a

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.faults_helpers import (
+from tests.helpers.faults import (
     FAULT_ROUNDS,
     ONE_THREAD_ENV,
     REPO,
@@ -24,7 +24,7 @@ from tests.faults_helpers import (
     replay_hint,
     wait_until,
 )
-from tests.test_train_helpers import TINY, build_tiny_store
+from tests.helpers.train import TINY, build_tiny_store
 from train import results
 
 EXIT_BOUND_S = 120.0  # the job must be gone this long after the kill (gloo's own timeout: 30 min)

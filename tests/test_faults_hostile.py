@@ -18,9 +18,9 @@ from models.convert import main as convert_main
 from score import ScoreError
 from score.__main__ import main as score_main
 from score.load import load_run
-from tests.faults_helpers import FAULT_ROUNDS, FAULT_SEED, fault_rng
-from tests.test_score_helpers import EPOCH_HEADER, reaching_at, write_run
-from tests.test_train_helpers import TINY, build_tiny_store
+from tests.helpers.faults import FAULT_ROUNDS, FAULT_SEED, fault_rng
+from tests.helpers.score import EPOCH_HEADER, reaching_at, write_run
+from tests.helpers.train import TINY, build_tiny_store
 from train import TrainError, checkpoint
 from train.__main__ import main as train_main
 

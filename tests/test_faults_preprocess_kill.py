@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from formats.store import read_index
 from preprocess.__main__ import main as preprocess_main
-from preprocess.build import build_store
 from preprocess.extract import ExtractOptions
 from preprocess.frame_bytes import read_frame_bytes
-from preprocess.store import read_index
+from preprocess.frames import build_store
 from preprocess.synth import SynthOptions, make_dataset
 from preprocess.verify import verify_store
-from tests.faults_helpers import (
+from tests.helpers.faults import (
     FAULT_ROUNDS,
     children,
     fault_rng,

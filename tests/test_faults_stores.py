@@ -18,12 +18,12 @@ import pytest
 import simplejpeg
 
 from datasets import ClipDataset, StoreError, ValTransform
-from preprocess.build import build_store
+from formats.store import SETTINGS_FILE, frame_name, index_path, read_index, write_index
 from preprocess.extract import ExtractOptions
-from preprocess.store import SETTINGS_FILE, frame_name, index_path, read_index, write_index
+from preprocess.frames import build_store
 from preprocess.synth import SynthOptions, make_dataset
 from preprocess.verify import verify_store
-from tests.test_train_helpers import TINY, build_tiny_store, one_thread
+from tests.helpers.train import TINY, build_tiny_store, one_thread
 from train.__main__ import main as train_main
 
 FRAME_REF = r"(frame \d+|frames \d+\.\.\d+|image_\d{5}\.jpg)"

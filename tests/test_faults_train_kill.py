@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from opts import build_parser
-from tests.faults_helpers import (
+from tests.helpers.faults import (
     FAULT_ROUNDS,
     fault_rng,
     kill,
@@ -29,7 +29,7 @@ from tests.faults_helpers import (
     replay_hint,
     wait_until,
 )
-from tests.test_train_helpers import TINY, build_tiny_store, one_thread
+from tests.helpers.train import TINY, build_tiny_store, one_thread
 from train import results
 from train.__main__ import main as train_main
 from train.run import run

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.build import build_store
+from formats.store import read_index
 from preprocess.extract import ExtractOptions, VideoError, extract_video
 from preprocess.frame_bytes import read_frame_bytes
+from preprocess.frames import build_store
 from preprocess.resample import kept_frame_indices
-from preprocess.store import read_index
 from preprocess.verify import verify_store
-from tests.faults_helpers import (
+from tests.helpers.faults import (
     FAULT_ROUNDS,
     FAULT_SEED,
     display_rotation,

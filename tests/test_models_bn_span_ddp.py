@@ -21,8 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 import models
 from models.bn_span import apply_bn_span
+from tests.helpers.train import one_thread
 from tests.test_models_x3d import randomize
-from tests.test_train_helpers import one_thread
 
 GLOBAL_BATCH = 16
 SPAN = 4

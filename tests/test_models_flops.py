@@ -1,4 +1,4 @@
-"""benchmarks/model_flops.py counts the same forward work as the reference models."""
+"""perf/model_flops.py counts the same forward work as the reference models."""
 
 import importlib.util
 import pathlib
@@ -10,7 +10,7 @@ with warnings.catch_warnings():  # the reference warns about deprecated torch AP
     warnings.simplefilter("ignore")
     from pytorchvideo.models.hub import mvit_base_16x4, x3d_m
 
-SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "model_flops.py"
+SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "perf" / "model_flops.py"
 
 
 @pytest.fixture(scope="module")

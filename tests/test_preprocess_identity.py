@@ -8,14 +8,14 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from formats.results import STORE_KEYS
+from formats.store import SETTINGS_FILE, index_path, read_settings
 from preprocess import dataset_check
-from preprocess.build import build_store
 from preprocess.encode import encode_mp4
 from preprocess.extract import ExtractOptions
+from preprocess.frames import build_store
 from preprocess.identity import read_store_identity, store_compliance_issues, store_fingerprint
-from preprocess.store import SETTINGS_FILE, index_path, read_settings
 from preprocess.verify import verify_store
-from results_format import STORE_KEYS
 from tests.test_preprocess_dataset_check import manifest_slice
 from tests.test_preprocess_extract import smooth_frames
 

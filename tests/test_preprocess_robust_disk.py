@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from formats.store import read_index
 from preprocess import frame_bytes as frame_bytes_module
-from preprocess.build import build_store
 from preprocess.extract import ExtractOptions
 from preprocess.frame_bytes import read_frame_bytes
-from preprocess.store import read_index
+from preprocess.frames import build_store
 from preprocess.synth import SynthOptions, make_dataset
-from tests.faults_helpers import REPO, tree
-from tests.test_train_helpers import small_tmpfs
+from tests.helpers.faults import REPO, tree
+from tests.helpers.train import small_tmpfs
 
 FULL = re.compile(r"error: disk full while writing (.+): (\d+) of 10 videos done; free space "
                   r"and run the same command again")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import av
 
+from formats.store import read_index
 from preprocess.extract import ExtractOptions, VideoError, extract_video
 from preprocess.kinetics import CSV_HEADER, SourceVideo
-from preprocess.store import read_index
 from preprocess.task import process_video
-from tests.faults_helpers import REPO, encode_video, gradient_frames, tree
+from tests.helpers.faults import REPO, encode_video, gradient_frames, tree
 
 CLASSES = ("abseiling", "zumba")
 LONG = "x" * 251  # with ".mp4" the longest name a file system takes (255 bytes)

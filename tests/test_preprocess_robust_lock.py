@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.build import build_store
+from formats.store import StoreError, read_index
 from preprocess.extract import ExtractOptions
+from preprocess.frames import build_store
 from preprocess.lock import store_read_lock
-from preprocess.store import StoreError, read_index
 from preprocess.synth import SynthOptions, make_dataset
-from tests.faults_helpers import REPO, group_members, python_module, tree, wait_gone, wait_until
+from tests.helpers.faults import REPO, group_members, python_module, tree, wait_gone, wait_until
 
 READER = """
 import sys
 from preprocess.lock import store_read_lock
-from preprocess.store import StoreError
+from formats.store import StoreError
 try:
     with store_read_lock(sys.argv[1]):
         print("held", flush=True)

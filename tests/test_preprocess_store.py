@@ -8,18 +8,18 @@ import av
 import numpy as np
 import pytest
 
-from preprocess.__main__ import main
-from preprocess.build import build_store
-from preprocess.encode import encode_mp4
-from preprocess.extract import ExtractOptions, decode_jpeg
-from preprocess.frame_bytes import read_frame_bytes
-from preprocess.store import (
+from formats.store import (
     StoreError,
     check_settings,
     read_index,
     read_settings,
     video_dir,
 )
+from preprocess.__main__ import main
+from preprocess.encode import encode_mp4
+from preprocess.extract import ExtractOptions, decode_jpeg
+from preprocess.frame_bytes import read_frame_bytes
+from preprocess.frames import build_store
 from preprocess.verify import verify_store
 from tests.test_preprocess_extract import smooth_frames
 

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.build import build_store
+from formats.store import read_index
 from preprocess.extract import ExtractOptions
+from preprocess.frames import build_store
 from preprocess.kinetics import find_videos, missing_on_disk, read_kinetics_csv
-from preprocess.store import read_index
 from preprocess.synth import (
     MOTION_CLASSES,
     SynthOptions,
@@ -26,7 +26,7 @@ from preprocess.synth import (
     object_pose,
     render_video,
 )
-from tests.faults_helpers import REPO
+from tests.helpers.faults import REPO
 
 # Rows in the exact format of the real Kinetics-20 train.csv (pandas index column first).
 REAL_CSV = """\
@@ -102,7 +102,7 @@ import hashlib, sys
 from fractions import Fraction
 from pathlib import Path
 from preprocess.encode import encode_mp4
-from tests.faults_helpers import encode_video, gradient_frames
+from tests.helpers.faults import encode_video, gradient_frames
 out, frames = Path(sys.argv[1]), gradient_frames(32, 64, 48, 5)
 encode_mp4(out / "synth.mp4", frames, Fraction(30))
 encode_video(out / "helper.mp4", frames, Fraction(30))

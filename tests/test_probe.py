@@ -18,7 +18,7 @@ from probe.checks import (
     check_store,
 )
 from probe.predict import KINETICS20_CLIPS, Plan, Rates, eval_epochs, predict
-from probe.report import table, verdict
+from probe.table import table, verdict
 from tests.test_train_device import GOOD, NO_GPU, OLD_DRIVER
 
 GPU_PLAN = Plan(device="cuda", gpus=2, workers=1, cores=8, threads=1, train_clips=100,

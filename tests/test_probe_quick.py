@@ -12,7 +12,7 @@ import pytest
 
 from probe.__main__ import main
 from probe.predict import Plan, Rates, predict
-from tests.test_train_helpers import REPO, build_tiny_store
+from tests.helpers.train import REPO, build_tiny_store
 
 
 @pytest.fixture(scope="module")

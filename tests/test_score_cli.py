@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from score.__main__ import main
-from tests.test_score_helpers import NEVER_REACHING, reaching_at, write_reference, write_run
+from tests.helpers.score import NEVER_REACHING, reaching_at, write_reference, write_run
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -16,8 +16,8 @@ from score.__main__ import main
 from score.find import MAX_DEPTH, find_run_dirs
 from score.load import load_results
 from score.readers import MAX_CSV_BYTES, MAX_JSON_BYTES, safe_text
-from tests.faults_helpers import run_obeying_file_modes
-from tests.test_score_helpers import reaching_at, write_run
+from tests.helpers.faults import run_obeying_file_modes
+from tests.helpers.score import reaching_at, write_run
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ from score.__main__ import main
 from score.load import hardware_label, load_results, load_run
 from score.plots import _machine_key
 from score.stats import group_models
-from tests.test_score_helpers import FINGERPRINT, STORE, reaching_at, write_reference, write_run
+from tests.helpers.score import FINGERPRINT, STORE, reaching_at, write_reference, write_run
 
 OTHER_STORE = dict(STORE, fingerprint="9" * 64, videos={"train": 1270, "val": 100},
                    failed_videos=6)

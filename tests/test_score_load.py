@@ -7,7 +7,7 @@ import pytest
 from score import ScoreError
 from score.load import load_results, load_run
 from score.reference import read_reference_file
-from tests.test_score_helpers import EPOCH_HEADER, reaching_at, write_reference, write_run
+from tests.helpers.score import EPOCH_HEADER, reaching_at, write_reference, write_run
 
 
 def _warnings_for(results, expected_runs: int) -> list[str]:

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from results_format import PROTOCOL_VERSION
+from formats.results import PROTOCOL_VERSION
 from score.load import load_run
 from score.record import PROTOCOL_1
-from tests.test_score_helpers import EPOCH_HEADER_V2, reaching_at, write_run
+from tests.helpers.score import EPOCH_HEADER_V2, reaching_at, write_run
 
 PROTOCOL_2_CURVE = {  # 6 epochs, scheduled evaluations after epochs 3 and 6
     "val_top1": [None, 19.0, None, 19.5, 30.0, 22.0],

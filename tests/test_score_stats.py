@@ -5,9 +5,9 @@ import statistics
 import pytest
 
 from score.load import load_results, load_run
-from score.reference import read_reference_file
-from score.stats import aggregate, apply_reference, benchmark_scores, group_models
-from tests.test_score_helpers import NEVER_REACHING, reaching_at, write_reference, write_run
+from score.reference import apply_reference, read_reference_file
+from score.stats import aggregate, benchmark_scores, group_models
+from tests.helpers.score import NEVER_REACHING, reaching_at, write_reference, write_run
 
 
 def test_t_bench_is_the_first_crossing_not_the_best_epoch(tmp_path):

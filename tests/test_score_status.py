@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from results_format import ABANDONED_AFTER_S, HEARTBEAT_FILE, RUN_FILE
+from formats.results import ABANDONED_AFTER_S, HEARTBEAT_FILE, RUN_FILE
 from score.load import load_results, load_run
 from score.stats import group_models
-from tests.test_score_helpers import NEVER_REACHING, reaching_at, write_run
+from tests.helpers.score import NEVER_REACHING, reaching_at, write_run
 
 OLD = ABANDONED_AFTER_S + 60  # seconds: just past the limit
 

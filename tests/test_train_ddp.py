@@ -14,12 +14,12 @@ import yaml
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import opts
-from tests.test_train_helpers import TINY, VAL_CLIPS, build_tiny_store, one_thread, train_cli
+from tests.helpers.train import TINY, VAL_CLIPS, build_tiny_store, one_thread, train_cli
 from train import distributed, results
-from train.build import build_model, build_trainee, check_world, seed_everything
 from train.data import build_data
 from train.evaluate import evaluate
 from train.loop import loss_function, train_step
+from train.model import build_model, build_trainee, check_world, seed_everything
 from train.schedule import config_lr
 
 

@@ -133,7 +133,7 @@ def test_this_machine_and_the_trainers_entry_point():
 def test_trainer_stops_with_one_line_when_the_device_cannot_be_used(tmp_path):
     """``python -m train --device cuda`` on a machine whose GPUs PyTorch cannot use (or that
     has none) stops before anything is written, with the decision's one line."""
-    from tests.test_train_helpers import TINY, build_tiny_store, train_cli
+    from tests.helpers.train import TINY, build_tiny_store, train_cli
 
     store = build_tiny_store(tmp_path / "store")
     done = train_cli("--config", str(TINY), "--data", str(store), "--device", "cuda",

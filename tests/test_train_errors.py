@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.store import frame_name
-from tests.test_train_helpers import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, kill_tree
+from formats.store import frame_name
+from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, kill_tree
 
 # The val ShardSampler gives rank 1 of 2 the second half of the 7 val clips (3..6); clip 6 is
 # frames 4-7 of this video, read by rank 1 only.

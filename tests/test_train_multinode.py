@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_train_helpers import (
+from tests.helpers.train import (
     ONE_THREAD_ENV,
     REPO,
     TINY,

@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import formats.results as results_format
 import opts
-import results_format
-from tests.test_train_helpers import REPO, TINY, build_tiny_store, train_cli
+from tests.helpers.train import REPO, TINY, build_tiny_store, train_cli
 from train import distributed, results
 from train.data import build_data
 from train.evaluate import batch_mean_top1, evaluate

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.faults_helpers import ONE_THREAD_ENV, REPO, children, environment_of, kill, wait_until
-from tests.test_train_helpers import TINY, build_tiny_store, train_cli
+from tests.helpers.faults import ONE_THREAD_ENV, REPO, children, environment_of, kill, wait_until
+from tests.helpers.train import TINY, build_tiny_store, train_cli
 from train import results
 from train.clock import read_heartbeat
 

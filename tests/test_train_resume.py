@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from tests.test_train_helpers import (
+from tests.helpers.train import (
     ONE_THREAD_ENV,
     REPO,
     TINY,

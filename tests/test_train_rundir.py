@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from preprocess.lock import WRITER_LOCK_FILE
-from tests.faults_helpers import kill, python_module, wait_until
-from tests.test_train_helpers import REPO, TINY, build_tiny_store
+from tests.helpers.faults import kill, python_module, wait_until
+from tests.helpers.train import REPO, TINY, build_tiny_store
 from train import TrainError, checkpoint, rundir
 from train.__main__ import main as train_main
 from train.results import RunRecord

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import opts
-from tests.test_train_helpers import TINY, build_tiny_store, small_tmpfs
+from tests.helpers.train import TINY, build_tiny_store, small_tmpfs
 from train import TrainError, data
 from train.__main__ import main as train_main
 from train.distributed import Dist

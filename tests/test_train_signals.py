@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from score.load import load_run
-from tests.test_train_helpers import (
+from tests.helpers.train import (
     ONE_THREAD_ENV,
     REPO,
     TINY,

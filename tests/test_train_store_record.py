@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from formats.store import read_settings, write_settings
 from opts import build_parser
 from preprocess.identity import store_fingerprint
-from preprocess.store import read_settings, write_settings
-from tests.test_train_helpers import REPO, TINY, build_tiny_store, one_thread
+from tests.helpers.train import REPO, TINY, build_tiny_store, one_thread
 from train import checkpoint, rundir
 from train.__main__ import main as train_main
 from train.resume import resume_config

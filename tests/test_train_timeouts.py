@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.faults_helpers import children
-from tests.test_train_helpers import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, free_port
+from tests.helpers.faults import children
+from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, free_port
 from train.data import Bounded, LoaderTimeout
 
 TIMEOUT_S = 5

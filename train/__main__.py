@@ -39,27 +39,27 @@ def rank_name() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train import stop
+    from train import signals
 
-    with stop.handled():
+    with signals.handled():
         try:
             return _main(argv)
-        except stop.StopRequested as e:  # a signal before training started
+        except signals.Interrupted as e:  # a signal before training started
             return _stopped(e)
 
 
 def _main(argv: list[str] | None) -> int:
-    from train import report
+    from train import errors
 
     me = this_process()
     rank, world, name = me.rank, me.world_size, rank_name()
-    repeated = report.repeated_user_error()
+    repeated = errors.repeated_user_error()
     if repeated is not None:  # torchrun restarted the workers after a user error
-        line = report.error_line("not restarted: the previous attempt stopped on a user "
+        line = errors.error_line("not restarted: the previous attempt stopped on a user "
                                  f"error that would stop this one too: {repeated}", name)
         print(line, file=sys.stderr, flush=True)
-        report.note_user_error(repeated)
-        report.write_error_file(line)
+        errors.note_user_error(repeated)
+        errors.write_error_file(line)
         return 2
 
     from opts import ConfigError, build_parser
@@ -67,45 +67,45 @@ def _main(argv: list[str] | None) -> int:
 
     args = build_parser().parse_args(argv)
     from datasets import StoreError
-    from train import stop
+    from train import signals
     from train.data import LoaderTimeout
     from train.run import RunStopped, run
 
     try:
         run(args, OWN_START)
     except (ConfigError, TrainError, StoreError) as e:
-        line = report.error_line(one_line(e), name)
+        line = errors.error_line(one_line(e), name)
         print(line, file=sys.stderr, flush=True)
-        report.write_error_file(line)
-        report.note_user_error(line)
+        errors.write_error_file(line)
+        errors.note_user_error(line)
         return 2
     except RunStopped as e:
         if rank == 0:
             print(f"error: {e}", file=sys.stderr)
         return 1
-    except stop.StopRequested as e:
+    except signals.Interrupted as e:
         return _stopped(e)
     except LoaderTimeout as e:
-        line = report.error_line(
+        line = errors.error_line(
             f"timeout_s: {e} (a worker hung: stalled storage or a stopped process); the "
             "results so far are kept: resume the run (make resume RUN=<run dir>), and raise "
             "--timeout if the store is just slow", name)
         print(line, file=sys.stderr, flush=True)
-        report.write_error_file(line)
+        errors.write_error_file(line)
         return 1
     except RuntimeError as e:
         line = _failed_wait(e, rank, world, name)
         if line is None:
             raise
         print(line, file=sys.stderr, flush=True)
-        report.write_error_file(line, consequence=True)
+        errors.write_error_file(line, consequence=True)
         return 1
     return 0
 
 
 def _failed_wait(error: RuntimeError, rank: int, world: int, name: str | None) -> str | None:
     """One line for a wait that failed (another process gone, a timeout), else None."""
-    from train import distributed, report
+    from train import distributed, errors
 
     text = one_line(error)
     if world == 1:
@@ -114,20 +114,20 @@ def _failed_wait(error: RuntimeError, rank: int, world: int, name: str | None) -
     wait = distributed.last_wait() or "a collective of the model (DDP's gradients, BatchNorm " \
         "statistics)"
     if distributed.timed_out(error):
-        return report.error_line(
+        return errors.error_line(
             f"timeout_s: waited {distributed.timeout_s() or 0:g} s for another process at "
             f"{wait} (one stopped, hung or fell far behind); the results so far are kept: "
             "resume the run (make resume RUN=<run dir>), and raise --timeout if a process is "
             "just slow", name)
     if not distributed.peer_lost(error):
         return None
-    others = report.peer_errors(rank, world)
+    others = errors.peer_errors(rank, world)
     if others:  # their error, printed by them: resuming would stop on it again
         who = ", ".join(f"process {r}" for r in sorted(others))
-        return report.error_line(f"{who} stopped: see its error above", name)
+        return errors.error_line(f"{who} stopped: see its error above", name)
     # Another process died (killed, out of memory): its own report says why. One line here
     # instead of this process's traceback through the collective that failed.
-    return report.error_line(
+    return errors.error_line(
         f"lost another process of the run at {wait} ({text.split('. ')[0]}); the results "
         "so far are kept: resume with --resume <results>/<config>/<run id> and the same "
         "process count", name)
@@ -135,15 +135,15 @@ def _failed_wait(error: RuntimeError, rank: int, world: int, name: str | None) -
 
 def _stopped(e) -> int:
     """The one line of a run stopped by a signal (rank 0 says it for all processes)."""
-    from train import report
+    from train import errors
 
     me = this_process()
     rank, world = me.rank, me.world_size
-    others = report.peer_errors(rank, world) if world > 1 else {}
+    others = errors.peer_errors(rank, world) if world > 1 else {}
     if others:  # torchrun stopping the others after one's error: that error is the cause
         if rank == 0:
             who = ", ".join(f"process {r}" for r in sorted(others))
-            print(report.error_line(f"{who} stopped: see its error above", rank_name()),
+            print(errors.error_line(f"{who} stopped: see its error above", rank_name()),
                   file=sys.stderr, flush=True)
         return 1
     if rank == 0:

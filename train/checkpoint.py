@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from results_format import CHECKPOINT_FILE
+from formats.results import CHECKPOINT_FILE
 from train import TrainError
 
 FORMAT = 2

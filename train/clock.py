@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from results_format import HEARTBEAT_FILE
+from formats.results import HEARTBEAT_FILE
 from train.checkpoint import ResumePoint
 
 

@@ -29,7 +29,7 @@ from torch.utils.data._utils.signal_handling import _remove_worker_pids
 
 from datasets import ClipDataset, TrainTransform, ValTransform, make_loader
 from datasets.loader import init_worker
-from train import TrainError, stop
+from train import TrainError, signals
 from train.distributed import Dist
 
 SHM_PATH = "/dev/shm"
@@ -173,7 +173,7 @@ def build_data(config: dict, d: Dist) -> Data:
 
 
 def _init_worker(worker_id: int) -> None:
-    stop.ignore_in_loader_worker()  # the training process decides when to stop
+    signals.ignore_in_loader_worker()  # the training process decides when to stop
     init_worker(worker_id)
 
 

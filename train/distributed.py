@@ -98,9 +98,9 @@ def setup(device: str = "auto", timeout_s: float | None = None) -> Dist:
         else:
             dist.init_process_group("gloo", timeout=timeout)
         _wait(None)
-        from train import report
+        from train import errors
 
-        report.keep_store()
+        errors.keep_store()
     return d
 
 
@@ -120,9 +120,9 @@ def shutdown(d: Dist) -> None:
     if d.active and dist.is_initialized():
         failing = sys.exc_info()[1]  # the exception propagating through the finally, if any
         if failing is not None:
-            from train import report
+            from train import errors
 
-            report.tell_peers(d.rank, failing)
+            errors.tell_peers(d.rank, failing)
         dist.destroy_process_group()
 
 

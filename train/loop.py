@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from train import stop
+from train import signals
 from train.distributed import Dist, all_reduce_max, all_reduce_sum
 
 CHECK_EVERY = 10  # steps between loss checks (and progress updates); each costs one sync
@@ -145,7 +145,7 @@ def train_one_epoch(
 class _Progress:
     """Loss checks and the progress bar. A check sums the loss over processes (every process
     runs the same number of steps, so all take part), and stops on a NaN or infinite loss or
-    on a signal any process received (train/stop.py): the same decision on every process."""
+    on a signal any process received (train/signals.py): the same decision on every process."""
 
     def __init__(self, d: Dist, epoch: int, bar: tqdm) -> None:
         self.d, self.epoch, self.bar = d, epoch, bar
@@ -155,14 +155,14 @@ class _Progress:
         self.clips = 0  # on this process
 
     def check(self, window: torch.Tensor) -> None:
-        window[2] = 1.0 if stop.pending() else 0.0
+        window[2] = 1.0 if signals.pending() else 0.0
         combined = all_reduce_sum(self.d, window.clone(),
                                   f"the loss check at epoch {self.epoch}, step {self.step}")
         window.zero_()
         loss_sum, steps, signalled = combined.tolist()
         if signalled:  # which signal: every process takes part, so this is agreed too
-            signum = torch.tensor([stop.pending()], dtype=torch.int64, device=window.device)
-            raise stop.StopRequested(int(all_reduce_max(self.d, signum, "the stop check")))
+            signum = torch.tensor([signals.pending()], dtype=torch.int64, device=window.device)
+            raise signals.Interrupted(int(all_reduce_max(self.d, signum, "the stop check")))
         mean_loss = loss_sum / steps if steps else 0.0
         if not math.isfinite(loss_sum):
             raise NonFiniteLoss(

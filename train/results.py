@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-import results_format
+import formats.results as results_format
 from train import TrainError
 
 EPOCH_COLUMNS = list(results_format.EPOCH_COLUMNS)
@@ -35,7 +35,7 @@ _DECIMALS = {"elapsed_s": 3, "train_s": 3, "eval_s": 3, "untimed_s": 3, "train_l
 
 @dataclass
 class RunRecord:
-    """What run.json says (results_format.py lists its keys). Every process keeps one (the stop
+    """What run.json says (formats/results.py lists its keys). Every process keeps one (the stop
     decision is taken everywhere); rank 0 writes it."""
 
     config: dict

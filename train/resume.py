@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import opts
+from formats.results import CHECKPOINT_FILE, STATE_STOPPED
 from preprocess.identity import read_store_identity
 from preprocess.lock import store_read_lock
-from results_format import CHECKPOINT_FILE, STATE_STOPPED
 from train import TrainError, checkpoint, results, rundir
 from train.checkpoint import ResumePoint
 from train.clock import attempt_clock, launch_time, read_heartbeat

@@ -14,11 +14,10 @@ import argparse
 from contextlib import ExitStack
 from pathlib import Path
 
+import formats.results as results_format
 import opts
-import results_format
 from models.speed import autocast
-from train import checkpoint, results, stop
-from train.build import Trainee, build_trainee, check_world, restore, seed_epoch
+from train import checkpoint, results, signals
 from train.clock import Clock, Heartbeat
 from train.data import Data, build_data
 from train.distributed import (
@@ -31,6 +30,7 @@ from train.distributed import (
 )
 from train.evaluate import EvalResult, evaluate
 from train.loop import NonFiniteLoss, loss_function, train_one_epoch
+from train.model import Trainee, build_trainee, check_world, restore, seed_epoch
 from train.results import RunRecord, is_extra_eval, is_scheduled_eval
 from train.resume import open_attempt, resume_config
 from train.rundir import open_results
@@ -58,14 +58,14 @@ def run(args: argparse.Namespace, own_start: float) -> None:
             bound_all_groups(d)  # the model's own process groups too
             if opening.state is not None:
                 restore(trainee, opening.state, d)
-            stop.defer()  # from here a signal stops all processes together, files complete
+            signals.defer()  # from here a signal stops all processes together, files complete
             clips = {"train": len(data.train_set), "val": len(data.val_set)}
             record, run_dir = broadcast_object(
                 d, open_results(config, changed, opening, clips, d, own_start, held),
                 "rank 0 opening the results folder")
             try:
                 _train(config, d, data, trainee, record, run_dir, clock)
-            except stop.StopRequested as e:
+            except signals.Interrupted as e:
                 # Raised only at an agreed point, after the last checkpoint and run.json
                 # were written: the record is that of the last checkpoint.
                 e.run_dir = run_dir
@@ -141,7 +141,7 @@ def _train(config, d: Dist, data: Data, trainee: Trainee, record: RunRecord, run
             results.write_json(run_dir / results.RUN_FILE, record.to_json())
             heartbeat.beat(force=True)
         if not done():
-            stop.check(d)  # a signal stops every process here, right after a checkpoint
+            signals.check(d)  # a signal stops every process here, right after a checkpoint
     record.finished = True
     record.state = results_format.STATE_FINISHED
     if d.is_main:

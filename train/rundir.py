@@ -17,7 +17,7 @@ Restarts. ``torchrun --max-restarts`` reruns the same command line; ``TORCHELAST
 A run started under torchrun leaves a marker ``<out>/.torchrun/<run id>.json`` naming its
 folder, where a restart finds it; a marker older than this node's torchrun was left by another
 launch with the same ``--rdzv-id`` and is ignored. A restart never repeats a run that stopped on
-a NaN loss (it would stop the same way); one after a user error ends at once (train/report.py).
+a NaN loss (it would stop the same way); one after a user error ends at once (train/errors.py).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
+from formats.results import SYSTEM_FILE
+from formats.store import StoreError
 from preprocess.identity import store_compliance_issues
 from preprocess.lock import flock
-from preprocess.store import StoreError
-from results_format import SYSTEM_FILE
 from train import TrainError, results, system
 from train.clock import launcher_start
 from train.distributed import Dist, broadcast_object, gather_objects

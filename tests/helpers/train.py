@@ -12,7 +12,7 @@ import numpy as np
 import simplejpeg
 import torch
 
-from preprocess.store import (
+from formats.store import (
     StoreSettings,
     VideoRecord,
     video_dir,
@@ -21,7 +21,7 @@ from preprocess.store import (
     write_video_dir,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "test_tiny.yaml"
 CLASSES = ("abseiling", "bending_back", "bungee_jumping")
 HEIGHT, WIDTH = 40, 48
@@ -115,7 +115,7 @@ def kill_tree(pid: int) -> None:
     their own, so killing its process group would leave them running)."""
     import signal
 
-    from tests.faults_helpers import children
+    from tests.helpers.faults import children
 
     pids, i = [pid], 0
     while i < len(pids):

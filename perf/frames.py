@@ -8,7 +8,7 @@ size and with the same resampling filter as ours (libswscale "area"). The baseli
 picked so that its JPEG files are about as large as ours, and both are scored by PSNR against
 an independent decode (PyAV, all frames) resized with OpenCV (area).
 
-    .venv/bin/python benchmarks/frames.py [--data data/synth_demo] [--short-side 320]
+    .venv/bin/python perf/frames.py [--data data/synth_demo] [--short-side 320]
 
 ``--save-frames F`` then ``--codecs --frames F`` print a second table: ms per frame of
 resizing and JPEG coding with each library importable in the running venv (run it in a venv
@@ -32,19 +32,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.frame_codecs import codec_table  # noqa: E402
+from perf.frame_codecs import codec_table  # noqa: E402
 
 if "--codecs" not in sys.argv:  # the codec table runs in any venv with numpy and Pillow
     import av
     import cv2
     import imageio_ffmpeg
 
-    from preprocess.build import build_store
+    from formats.store import read_index
     from preprocess.extract import ExtractOptions, decode_jpeg, output_size
     from preprocess.frame_bytes import read_frame_bytes
+    from preprocess.frames import build_store
     from preprocess.kinetics import find_videos
     from preprocess.resample import kept_frame_indices
-    from preprocess.store import read_index
 
     FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 

@@ -1,6 +1,6 @@
 """Stopping a run on SIGINT (Ctrl-C) or SIGTERM (Slurm, ``kill``, torchrun passing one on).
 
-Until training starts, a signal ends the process at once (``StopRequested``: nothing to keep).
+Until training starts, a signal ends the process at once (``Interrupted``: nothing to keep).
 Once it trains, a signal only sets a flag: the processes of a run must stop at the same
 collective or the others wait for ever, so the flag is exchanged at the loss check every 10
 steps (train/loop.py) and after each epoch's checkpoint (``check``), and every process stops
@@ -18,7 +18,7 @@ from pathlib import Path
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class StopRequested(Exception):
+class Interrupted(Exception):
     """A signal asked the run to stop; ``run_dir`` is its results folder (None: none yet)."""
 
     def __init__(self, signum: int, run_dir: Path | None = None) -> None:
@@ -40,7 +40,7 @@ def _handler(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signa
     if not _received:
         _received = signum
     if not _deferred:
-        raise StopRequested(signum)
+        raise Interrupted(signum)
 
 
 @contextmanager
@@ -80,7 +80,7 @@ def check(d) -> None:
     flag = torch.tensor([pending()], dtype=torch.int64, device=d.device)
     signum = int(all_reduce_max(d, flag, "the stop check after the checkpoint"))
     if signum:
-        raise StopRequested(signum)
+        raise Interrupted(signum)
 
 
 def ignore_in_loader_worker() -> None:

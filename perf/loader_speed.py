@@ -2,7 +2,7 @@
 against decoding the mp4 on the fly (the original benchmark), a PIL-per-frame loader (as
 3D-ResNets-PyTorch does) and the bare JPEG decode of the same frames.
 
-    .venv/bin/python -m benchmarks.loader [--quick] [--data DIR] [--clips N] [--rounds N]
+    .venv/bin/python -m perf.loader_speed [--quick] [--data DIR] [--clips N] [--rounds N]
 
 Every method loads the same training clips with the same transform parameters (short side
 in [256, 320], flip, 224 crop), single-threaded like a DataLoader worker, timed in CPU time;
@@ -27,14 +27,14 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from benchmarks.loader_choices import decoder_table, plain_c, resize_table, time_methods
 from datasets import ClipDataset, TrainTransform, clip_rng, normalize_clips
 from datasets.decode import ClipFrames
 from datasets.loader import init_worker
 from datasets.transforms import ArrayFrames, ClipParams, crop_taps, render_clip, resized_size
+from formats.store import StoreError, frame_name
+from perf.loader_choices import decoder_table, plain_c, resize_table, time_methods
 from preprocess.frame_bytes import read_frame_bytes
 from preprocess.resample import kept_frame_indices
-from preprocess.store import StoreError, frame_name
 
 DEFAULT_DATA = Path("data/bench/loader_videos")
 SYNTH_ARGS = ["--classes", "2", "--train-per-class", "3", "--val-per-class", "1",
@@ -188,7 +188,7 @@ def read_decode_resize_whole(ds: ClipDataset, index: int) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loader", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m perf.loader_speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="videos in Kinetics layout (default: made with preprocess synth)")

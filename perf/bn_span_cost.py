@@ -12,8 +12,8 @@ and process CPU time:
 It also prints what the span adds on a GPU per step at the workload's 16x224x224 (counted on
 the meta device, nothing run): kernel launches and the bytes of the extra copy.
 
-    .venv/bin/python benchmarks/bn_span.py                 # 16x112x112, batch 16
-    .venv/bin/python benchmarks/bn_span.py --crop 224      # the workload's clip (slow on CPU)
+    .venv/bin/python perf/bn_span_cost.py                 # 16x112x112, batch 16
+    .venv/bin/python perf/bn_span_cost.py --crop 224      # the workload's clip (slow on CPU)
 """
 
 import argparse
@@ -29,8 +29,8 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import models  # noqa: E402
-from benchmarks.model_step import make_step, time_in_turns  # noqa: E402
 from models.bn_span import apply_bn_span  # noqa: E402
+from perf.model_step import make_step, time_in_turns  # noqa: E402
 
 BATCH = 16
 SPAN = 4

@@ -25,7 +25,7 @@ import numpy as np
 
 from preprocess.encode import x264_options
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAULT_ROUNDS = max(1, int(os.environ.get("FAULT_ROUNDS", "1")))
 FAULT_SEED = int(os.environ.get("FAULT_SEED", str(int.from_bytes(os.urandom(4), "little"))))
 ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

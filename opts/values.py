@@ -1,7 +1,7 @@
 """One config value checked against its key: kind, range, finiteness, 64-bit integers.
 
 Every problem is a ConfigError of one line naming the key, the value and the valid range.
-The keys themselves (the workload's schema) are in opts.py.
+The keys themselves (the workload's schema) are in opts/.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Counted by ``torch.utils.flop_counter`` (convolutions and matrix products, 2 FLO
 on the meta device, so nothing is computed and it takes seconds. X3D-M is also counted at
 the 256 crop the benchmark evaluates it at (same model, built for 16x224x224).
 
-    .venv/bin/python benchmarks/model_flops.py
+    .venv/bin/python perf/model_flops.py
 """
 
 import os

@@ -7,9 +7,9 @@ measured in turns (A, B, A, B, ...) so that a busy machine slows them alike; eac
 medians over the turns of wall time and of the process's CPU time (which waiting for a core
 held by another process does not inflate).
 
-    .venv/bin/python benchmarks/model_step.py            # batch 2 at 16x112x112 and 16x224x224
-    .venv/bin/python benchmarks/model_step.py --quick    # batch 2 at 16x112x112, fewer turns
-    .venv/bin/python benchmarks/model_step.py --speed-options   # also channels last, bf16, compile
+    .venv/bin/python perf/model_step.py            # batch 2 at 16x112x112 and 16x224x224
+    .venv/bin/python perf/model_step.py --quick    # batch 2 at 16x112x112, fewer turns
+    .venv/bin/python perf/model_step.py --speed-options   # also channels last, bf16, compile
 """
 
 import argparse

@@ -1,5 +1,5 @@
 """Hand-made result folders for the scorer tests, written exactly as the results format says
-(results_format.py): `<results>/<config>/<run_id>/` with config.yaml, system.json, epochs.csv,
+(formats/results.py): `<results>/<config>/<run_id>/` with config.yaml, system.json, epochs.csv,
 run.json and, for an unfinished run, a heartbeat.
 
 `protocol=2` (the default) writes today's files: an ``eval`` column (every row "scheduled"
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from results_format import (
+from formats.results import (
     EPOCH_COLUMNS,
     HEARTBEAT_FILE,
     PROTOCOL_VERSION,

@@ -22,14 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from preprocess import pack
-from preprocess.extract import INTERPOLATION, ExtractOptions
-from preprocess.identity import record_identity
-from preprocess.kinetics import SourceVideo, find_videos, shared_ids
-from preprocess.lock import LOCK_FILES, store_write_lock
-from preprocess.report import Summary, print_summary, write_failures
-from preprocess.resample import TARGET_FPS
-from preprocess.store import (
+from formats.store import (
     SETTINGS_FILE,
     StoreError,
     StoreSettings,
@@ -40,6 +33,13 @@ from preprocess.store import (
     write_index,
     write_settings,
 )
+from preprocess import pack
+from preprocess.extract import INTERPOLATION, ExtractOptions
+from preprocess.failures import Summary, print_summary, write_failures
+from preprocess.identity import record_identity
+from preprocess.kinetics import SourceVideo, find_videos, shared_ids
+from preprocess.lock import LOCK_FILES, store_write_lock
+from preprocess.resample import TARGET_FPS
 from preprocess.task import DISK_FULL, Outcome, is_current, process_video, shown_path
 
 

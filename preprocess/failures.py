@@ -8,8 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from formats.store import atomic_write_text
 from preprocess.kinetics import LayoutError, missing_on_disk
-from preprocess.store import atomic_write_text
 
 FAILURES_FILE = "failures.csv"
 

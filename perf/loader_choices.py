@@ -1,5 +1,5 @@
 """The loader benchmark's timing, and its tables of choices: JPEG decoders, and ways to get
-a clip's scaled, flipped crop from a decoded frame (``python -m benchmarks.loader`` prints
+a clip's scaled, flipped crop from a decoded frame (``python -m perf.loader_speed`` prints
 them after its main table; docs/perf/loader.md)."""
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from config_values import ConfigError, Key, check_value
+from opts.values import ConfigError, Key, check_value
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs"
 
 

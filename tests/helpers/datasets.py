@@ -1,4 +1,4 @@
-"""Tiny frame stores for the dataset tests, written through preprocess.store exactly as the
+"""Tiny frame stores for the dataset tests, written through formats.store exactly as the
 store format describes (JPEG folders, or one HDF5 file per split with the concatenated JPEG
 files and their offsets).
 
@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import simplejpeg
 
-from preprocess.store import (
+from formats.store import (
     StoreSettings,
     VideoRecord,
     video_dir,

@@ -1,4 +1,4 @@
-"""The per-library table of ``benchmarks/frames.py --codecs``: ms per frame of resizing and
+"""The per-library table of ``perf/frames.py --codecs``: ms per frame of resizing and
 JPEG coding with each library importable in the running venv. Needs only numpy and Pillow,
 so it also runs in a venv with Pillow-SIMD in place of Pillow."""
 

@@ -1,0 +1,1 @@
+"""Shared test helpers: tiny stores, tiny runs, fault injection (imported by test modules)."""
