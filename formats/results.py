@@ -29,6 +29,9 @@ Only runs of the current protocol can be compliant.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+from typing import Any
+
 PROTOCOL_VERSION = 2
 RESULTS_FORMAT = 2  # run.json ``format``: the layout of the files below
 
@@ -49,11 +52,54 @@ RUN_FILES = (RUN_FILE, EPOCHS_FILE, CONFIG_FILE, SYSTEM_FILE)
 # ``val_top1`` is the metric compared with the target (the original's per-batch mean);
 # ``val_top1_clips`` the clip-weighted top-1; ``val_video_top1`` the per-video accuracy.
 # ``untimed_s`` is the run's total untimed time so far (extra evaluations), a running sum.
-EPOCH_COLUMNS = (
-    "epoch", "elapsed_s", "train_s", "eval", "eval_s", "untimed_s", "lr", "train_loss",
-    "train_top1", "val_top1", "val_top1_clips", "val_top5", "val_video_top1", "clips_per_s",
-    "data_wait_frac", "peak_mem_mb",
-)
+
+
+def _column(decimals: int | None = None) -> Any:
+    """An epochs.csv column written with ``decimals`` places (None: as it is)."""
+    return field(metadata={"decimals": decimals})
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One row of epochs.csv: its fields are the columns, in file order (the one place they
+    are named; the trainer writes these, the scorer reads them). Times are kept to the
+    millisecond and the LR exactly (``repr``); an evaluation's columns are None (written
+    empty) after an epoch without one."""
+
+    epoch: int = _column()
+    elapsed_s: float = _column(3)
+    train_s: float = _column(3)
+    eval: str = _column()
+    eval_s: float | None = _column(3)
+    untimed_s: float = _column(3)
+    lr: float = _column()
+    train_loss: float = _column(6)
+    train_top1: float = _column(4)
+    val_top1: float | None = _column(4)
+    val_top1_clips: float | None = _column(4)
+    val_top5: float | None = _column(4)
+    val_video_top1: float | None = _column(4)
+    clips_per_s: float = _column(3)
+    data_wait_frac: float = _column(4)
+    peak_mem_mb: float = _column(1)
+
+    def cells(self) -> dict[str, str]:
+        """The row as epochs.csv writes it: {column: text}."""
+        out = {}
+        for f in fields(self):
+            value, decimals = getattr(self, f.name), f.metadata["decimals"]
+            if value is None:
+                out[f.name] = ""
+            elif decimals is not None:
+                out[f.name] = f"{value:.{decimals}f}"
+            elif f.name == "lr":
+                out[f.name] = repr(float(value))
+            else:
+                out[f.name] = str(value)
+        return out
+
+
+EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRow))
 EVAL_SCHEDULED = "scheduled"
 EVAL_EXTRA = "extra"
 EVAL_NONE = ""
@@ -61,19 +107,22 @@ EVAL_NONE = ""
 # run.json ``state``: what the trainer last knew of the run.
 STATE_RUNNING = "running"  # training (or killed before it could say otherwise)
 STATE_FINISHED = "finished"  # ended normally: all epochs, or stopped at the target
-STATE_STOPPED = "stopped"  # ended on a NaN/infinite loss
-STATE_INTERRUPTED = "interrupted"  # stopped by a signal (Ctrl-C, SIGTERM): resumable
-STATES = (STATE_RUNNING, STATE_FINISHED, STATE_STOPPED, STATE_INTERRUPTED)
+# Diverged: ended on a NaN/infinite loss (train.run.RunDiverged); not resumable (the same
+# loss would come again). Its value "stopped" is older than the name and stays, for old folders.
+STATE_DIVERGED = "stopped"
+# Interrupted: stopped by a signal (Ctrl-C, SIGTERM; train.signals.Interrupted); resumable.
+STATE_INTERRUPTED = "interrupted"
+STATES = (STATE_RUNNING, STATE_FINISHED, STATE_DIVERGED, STATE_INTERRUPTED)
 
 # The scorer's classification of a run (score tables, score.csv ``status``).
 STATUS_REACHED = "reached"  # a scheduled evaluation at or above the target
 STATUS_NOT_CONVERGED = "not converged"  # finished below the target
-STATUS_STOPPED = "stopped"  # NaN/inf loss
+STATUS_DIVERGED = "stopped"  # NaN/inf loss (run.json state STATE_DIVERGED)
 # Not finished and not running: interrupted by a signal and not resumed, or heartbeat older
 # than ABANDONED_AFTER_S (killed, crashed, machine gone).
 STATUS_ABANDONED = "abandoned"
 STATUS_IN_PROGRESS = "in progress"  # not finished, heartbeat recent
-MISSED_STATUSES = (STATUS_NOT_CONVERGED, STATUS_STOPPED, STATUS_ABANDONED)
+MISSED_STATUSES = (STATUS_NOT_CONVERGED, STATUS_DIVERGED, STATUS_ABANDONED)
 
 # A run whose heartbeat (file modification time) is older than this and that is not
 # finished is abandoned: the trainer rewrites it about once a second while it trains, and no

@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     from opts import ConfigError
     from probe import table
     from probe.run import Settings, run
-    from train import TrainError, system
+    from train import TrainError
     from train.device import gather_facts
+    from train.rundir import system
 
     # A run starts Python and imports PyTorch and the project twice: torchrun, then its worker.
     launch_s = 2 * (time.perf_counter() - import_start)

@@ -18,16 +18,16 @@ from formats.results import (
     EPOCHS_FILE,
     HEARTBEAT_FILE,
     RUN_FILE,
+    STATE_DIVERGED,
     STATE_FINISHED,
     STATE_INTERRUPTED,
     STATE_RUNNING,
-    STATE_STOPPED,
     STATES,
     STATUS_ABANDONED,
+    STATUS_DIVERGED,
     STATUS_IN_PROGRESS,
     STATUS_NOT_CONVERGED,
     STATUS_REACHED,
-    STATUS_STOPPED,
     SYSTEM_FILE,
 )
 from score import ScoreError
@@ -191,8 +191,8 @@ def classify(info: dict, t_bench: float | None, folder: Path, warnings: list[str
         state = STATE_FINISHED if info.get("finished") is True else STATE_RUNNING
     if t_bench is not None:
         return STATUS_REACHED
-    if state == STATE_STOPPED:
-        return STATUS_STOPPED
+    if state == STATE_DIVERGED:
+        return STATUS_DIVERGED
     if state == STATE_FINISHED:
         return STATUS_NOT_CONVERGED
     if state == STATE_INTERRUPTED:  # until resumed (a resume sets it running again)

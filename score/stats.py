@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from formats.results import (
     MISSED_STATUSES,
     STATUS_ABANDONED,
+    STATUS_DIVERGED,
     STATUS_IN_PROGRESS,
     STATUS_NOT_CONVERGED,
     STATUS_REACHED,
-    STATUS_STOPPED,
 )
 from score.load import COMPLIANT, Run
 
@@ -164,7 +164,7 @@ def group_models(runs: list[Run]) -> list[ModelResult]:
 
 def _status_notes(result: ModelResult) -> list[str]:
     """How many runs missed the target, by kind, and how many are still running."""
-    kinds = [(STATUS_NOT_CONVERGED, "not converged"), (STATUS_STOPPED, "stopped on NaN/inf"),
+    kinds = [(STATUS_NOT_CONVERGED, "not converged"), (STATUS_DIVERGED, "stopped on NaN/inf"),
              (STATUS_ABANDONED, "abandoned")]
     missed = [f"{result.count(status)} {name}" for status, name in kinds if result.count(status)]
     notes = [f"missed: {', '.join(missed)}"] if missed else []

@@ -8,10 +8,10 @@ import pandas as pd
 
 from formats.results import (
     STATUS_ABANDONED,
+    STATUS_DIVERGED,
     STATUS_IN_PROGRESS,
     STATUS_NOT_CONVERGED,
     STATUS_REACHED,
-    STATUS_STOPPED,
 )
 from score.files import atomic_output, write_text_atomic
 from score.load import COMPLIANT, Run
@@ -193,7 +193,7 @@ def write_csv(path: Path, runs: list[Run], results: list[ModelResult],
          "hardware": r.hardware, "device": r.runs[0].device, "gpus": r.gpus,
          "nodes": r.runs[0].nodes, "config": r.config, "runs": len(r.runs),
          "reached": r.count(STATUS_REACHED), "missed": r.missed,
-         "not_converged": r.count(STATUS_NOT_CONVERGED), "stopped": r.count(STATUS_STOPPED),
+         "not_converged": r.count(STATUS_NOT_CONVERGED), "stopped": r.count(STATUS_DIVERGED),
          "abandoned": r.count(STATUS_ABANDONED), "in_progress": r.count(STATUS_IN_PROGRESS),
          "method": r.method, "t_bench_s": r.t_bench_s, "t_min_s": r.t_min_s,
          "t_max_s": r.t_max_s, "cv": r.cv, "t_ref_s": r.t_ref_s, "gpus_ref": r.gpus_ref,

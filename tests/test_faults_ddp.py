@@ -25,7 +25,7 @@ from tests.helpers.faults import (
     wait_until,
 )
 from tests.helpers.train import TINY, build_tiny_store
-from train import results
+from train.rundir import epochs
 
 EXIT_BOUND_S = 120.0  # the job must be gone this long after the kill (gloo's own timeout: 30 min)
 EPOCHS = 2
@@ -83,7 +83,7 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_and_the_run_resumes(store, t
 
         (run_dir,) = (out / "test_tiny").iterdir()
         run_json = json.loads((run_dir / "run.json").read_text())
-        rows = results.read_epochs(run_dir)
+        rows = epochs.read_epochs(run_dir)
         assert [int(r["epoch"]) for r in rows] == list(range(len(rows))) and rows
         # run.json is rewritten just after each checkpoint: it may be one epoch behind.
         assert run_json["finished"] is False and run_json["epochs_done"] <= len(rows)
@@ -94,7 +94,7 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_and_the_run_resumes(store, t
         stdout, stderr = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, f"{where}: {stderr[-3000:]}"
         assert f"resuming {run_dir} after epoch 0" in stdout
-        rows = results.read_epochs(run_dir)
+        rows = epochs.read_epochs(run_dir)
         assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS)), where
         elapsed = [float(r["elapsed_s"]) for r in rows]
         assert elapsed == sorted(elapsed) and len(set(elapsed)) == EPOCHS, where

@@ -21,8 +21,9 @@ from score.load import load_run
 from tests.helpers.faults import FAULT_ROUNDS, FAULT_SEED, fault_rng
 from tests.helpers.score import EPOCH_HEADER, reaching_at, write_run
 from tests.helpers.train import TINY, build_tiny_store
-from train import TrainError, checkpoint
+from train import TrainError
 from train.__main__ import main as train_main
+from train.rundir import checkpoint
 
 
 class Payload:

@@ -30,9 +30,9 @@ from tests.helpers.faults import (
     wait_until,
 )
 from tests.helpers.train import TINY, build_tiny_store, one_thread
-from train import results
 from train.__main__ import main as train_main
 from train.run import run
+from train.rundir import epochs
 
 EPOCHS = 2
 RTOL, ATOL = 1e-5, 1e-6
@@ -111,7 +111,7 @@ def _first_run_killed_in_checkpoint_write(store: Path, out: Path, log, rng, wher
     assert _temporary_checkpoints(run_dir), f"{where}: not killed mid-write"
     assert kept is not None and kept < EPOCHS - 1, where
     # The epoch whose checkpoint was being written is in epochs.csv already.
-    assert [int(r["epoch"]) for r in results.read_epochs(run_dir)] == list(range(kept + 2))
+    assert [int(r["epoch"]) for r in epochs.read_epochs(run_dir)] == list(range(kept + 2))
     return run_dir, kept
 
 
@@ -140,7 +140,7 @@ def _resume_to_the_end(run_dir: Path, store: Path, capsys) -> str:
 
 
 def _check_resumed_run(run_dir: Path, reference: Path, where: str) -> None:
-    rows = results.read_epochs(run_dir)
+    rows = epochs.read_epochs(run_dir)
     assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS)), where
     elapsed = [float(r["elapsed_s"]) for r in rows]
     assert elapsed == sorted(elapsed) and len(set(elapsed)) == EPOCHS, f"{where}: {elapsed}"
@@ -157,7 +157,7 @@ def _check_resumed_run(run_dir: Path, reference: Path, where: str) -> None:
         assert torch.allclose(final["model"][name], tensor, rtol=RTOL, atol=ATOL), \
             f"{where}: {name} differs by {(final['model'][name] - tensor).abs().max()}"
     numbers = ("lr", "train_loss", "train_top1", "val_top1", "val_top5")
-    for ours, theirs in zip(rows, results.read_epochs(reference), strict=True):
+    for ours, theirs in zip(rows, epochs.read_epochs(reference), strict=True):
         assert [float(ours[k]) for k in numbers] == pytest.approx(
             [float(theirs[k]) for k in numbers], rel=RTOL, abs=ATOL), where
 

@@ -14,12 +14,14 @@ import yaml
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import opts
+from formats.results import EPOCH_COLUMNS
 from tests.helpers.train import TINY, VAL_CLIPS, build_tiny_store, one_thread, train_cli
-from train import distributed, results
+from train import distributed
 from train.data import build_data
 from train.evaluate import evaluate
 from train.loop import loss_function, train_step
 from train.model import build_model, build_trainee, check_world, seed_everything
+from train.rundir import epochs
 from train.schedule import config_lr
 
 
@@ -35,9 +37,9 @@ def test_torchrun_two_processes_train_two_epochs(store, tmp_path):
     (run_dir,) = (tmp_path / "test_tiny").iterdir()
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["gpus"] == 2 and config["data"] == str(store)
-    rows = results.read_epochs(run_dir)
+    rows = epochs.read_epochs(run_dir)
     assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert list(rows[0]) == results.EPOCH_COLUMNS
+    assert tuple(rows[0]) == EPOCH_COLUMNS
     elapsed = [float(r["elapsed_s"]) for r in rows]
     assert 0 < elapsed[0] < elapsed[1]
     for epoch, r in enumerate(rows):

@@ -21,7 +21,7 @@ from tests.helpers.train import (
     multinode_cmd,
     train_cli,
 )
-from train import results, system
+from train.rundir import epochs, system
 
 COMPARED = ("epoch", "lr", "train_loss", "train_top1", "eval", "val_top1", "val_top1_clips",
             "val_top5", "val_video_top1")
@@ -61,10 +61,10 @@ def test_two_nodes_of_two_train_like_four_processes_on_one_node(store, tmp_path)
 
     (run_dir,) = (tmp_path / "nodes" / "test_tiny").iterdir()  # one results folder
     (one_dir,) = (tmp_path / "one" / "test_tiny").iterdir()
-    rows = results.read_epochs(run_dir)
+    rows = epochs.read_epochs(run_dir)
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert [{k: r[k] for k in COMPARED} for r in rows] == \
-        [{k: r[k] for k in COMPARED} for r in results.read_epochs(one_dir)]
+        [{k: r[k] for k in COMPARED} for r in epochs.read_epochs(one_dir)]
 
     info = json.loads((run_dir / "system.json").read_text())
     run = json.loads((run_dir / "run.json").read_text())

@@ -15,9 +15,11 @@ import torch.multiprocessing as mp
 import formats.results as results_format
 import opts
 from tests.helpers.train import REPO, TINY, build_tiny_store, train_cli
-from train import distributed, results
+from train import distributed
 from train.data import build_data
 from train.evaluate import batch_mean_top1, evaluate
+from train.rundir import epochs
+from train.schedule import scheduled_eval_epochs
 
 TINY_MVIT = REPO / "configs" / "test_tiny_mvit.yaml"
 MANIFEST = REPO / "preprocess" / "kinetics20_manifest.csv"
@@ -159,7 +161,7 @@ def test_extra_evaluations_change_nothing_and_are_off_the_clock(store, tmp_path,
     # both runs must train all 3 epochs and reach it at the end of epoch 2.
     plain = _train(store, tmp_path / "plain", preset)
     curves = _train(store, tmp_path / "curves", preset, "--eval-every", "1")
-    plain_rows, curve_rows = results.read_epochs(plain), results.read_epochs(curves)
+    plain_rows, curve_rows = epochs.read_epochs(plain), epochs.read_epochs(curves)
     assert [r["eval"] for r in plain_rows] == ["", "", "scheduled"]
     assert [r["eval"] for r in curve_rows] == ["extra", "extra", "scheduled"]
     assert plain_rows[0]["val_top1"] == "" and curve_rows[0]["val_top1"] != ""
@@ -189,7 +191,7 @@ def test_extra_evaluations_change_nothing_and_are_off_the_clock(store, tmp_path,
 def test_workload_presets_evaluate_after_epochs_10_and_20_only():
     for name in ("X3D_M", "MVIT_B_16x4"):
         config = opts.load_preset(REPO / "configs" / f"{name}.yaml")
-        assert results.scheduled_eval_epochs(config) == [9, 19]
+        assert scheduled_eval_epochs(config) == [9, 19]
         assert config["eval_period"] == 10 and config["eval_every"] == 0
         changed = opts.changed_keys({**config, "eval_period": 1}, config)
         assert changed == ["eval_period"]  # the schedule is part of the workload

@@ -22,8 +22,8 @@ import torch
 
 from tests.helpers.faults import ONE_THREAD_ENV, REPO, children, environment_of, kill, wait_until
 from tests.helpers.train import TINY, build_tiny_store, train_cli
-from train import results
-from train.clock import read_heartbeat
+from train.rundir import epochs
+from train.rundir.clock import read_heartbeat
 
 KILL_AFTER_CHECKPOINT_S = 0.5
 HEARTBEAT_S = 1.0  # the heartbeat's interval: at most this much lost work goes uncounted
@@ -70,7 +70,7 @@ def _kill_after_first_checkpoint(job: subprocess.Popen, out: Path) -> dict:
 
 
 def _check_counted_once(run_dir: Path, kill: dict, resumed_epoch: int) -> dict:
-    rows = results.read_epochs(run_dir)
+    rows = epochs.read_epochs(run_dir)
     assert [int(r["epoch"]) for r in rows] == list(range(len(rows))), rows
     run = json.loads((run_dir / "run.json").read_text())
     assert run["finished"] and run["epochs_done"] == len(rows)
@@ -123,7 +123,7 @@ def test_a_killed_worker_is_restarted_into_the_same_run_with_the_clock_counted_o
     # than the wall clock. Comparing the two runs' final clocks instead would measure this
     # machine's run-to-run noise: seconds on a busy 2-core VM.)
     first_attempt = killed["killed"] - launched
-    end = {name: float(results.read_epochs(_run_dir(tmp_path / name))[-1]["elapsed_s"])
+    end = {name: float(epochs.read_epochs(_run_dir(tmp_path / name))[-1]["elapsed_s"])
            for name in ("restarted", "manual")}
     print(f"last epoch on the clock {end}, lost_s restarted {restarted['lost_s']} manual "
           f"{manual['lost_s']}, first attempt {first_attempt:.1f} s")
@@ -155,7 +155,7 @@ def test_a_worker_killed_before_its_first_checkpoint_starts_the_run_over_in_its_
         log_path.read_text()
     run = json.loads((run_dir / "run.json").read_text())
     assert _run_dir(out) == run_dir and run["finished"] and run["restarts"] == 1
-    rows = results.read_epochs(run_dir)
+    rows = epochs.read_epochs(run_dir)
     assert [r["epoch"] for r in rows] == ["0"]
     # All the failed attempt did is redone: all of it is lost, and counted once.
     assert run["lost_s"] == pytest.approx(heartbeat, abs=1e-3) and heartbeat > 0

@@ -7,29 +7,31 @@ import numpy as np
 import pytest
 import torch
 
-from train import TrainError, checkpoint, clock, results
-from train.results import RunRecord
+from formats.results import EPOCH_COLUMNS, EPOCHS_FILE, EpochRow
+from train import TrainError
+from train.rundir import checkpoint, clock, epochs
+from train.rundir.record import RunRecord
 
 
-def row(epoch: int, elapsed: float) -> dict:
-    return {"epoch": epoch, "elapsed_s": elapsed, "train_s": 1.0, "eval": "scheduled",
+def row(epoch: int, elapsed: float) -> EpochRow:
+    return EpochRow(**{"epoch": epoch, "elapsed_s": elapsed, "train_s": 1.0, "eval": "scheduled",
             "eval_s": 0.5, "untimed_s": 0.0, "lr": 0.001, "train_loss": 1.1,
             "train_top1": 30.0, "val_top1": 40.0, "val_top1_clips": 41.0, "val_top5": 90.0,
             "val_video_top1": 50.0, "clips_per_s": 12.5, "data_wait_frac": 0.1,
-            "peak_mem_mb": 800.0}
+            "peak_mem_mb": 800.0})
 
 
 def test_epochs_csv_has_one_header_and_drops_rows_after_the_checkpoint(tmp_path):
     for epoch in range(4):
-        results.append_epoch(tmp_path, row(epoch, 10.0 * (epoch + 1)))
-    with open(tmp_path / results.EPOCHS_FILE, "a") as f:
+        epochs.append_epoch(tmp_path, row(epoch, 10.0 * (epoch + 1)))
+    with open(tmp_path / EPOCHS_FILE, "a") as f:
         f.write("4,50.0,1.0")  # a row cut short by a kill
-    assert results.keep_epochs_through(tmp_path, 1) == 2
-    lines = (tmp_path / results.EPOCHS_FILE).read_text().splitlines()
-    assert lines[0] == ",".join(results.EPOCH_COLUMNS)
+    assert epochs.keep_epochs_through(tmp_path, 1) == 2
+    lines = (tmp_path / EPOCHS_FILE).read_text().splitlines()
+    assert lines[0] == ",".join(EPOCH_COLUMNS)
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
-    results.append_epoch(tmp_path, row(2, 33.0))
-    rows = results.read_epochs(tmp_path)
+    epochs.append_epoch(tmp_path, row(2, 33.0))
+    rows = epochs.read_epochs(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert float(rows[2]["elapsed_s"]) == 33.0
 

@@ -22,8 +22,8 @@ from tests.helpers.train import (
     one_thread,
     train_cli,
 )
-from train import checkpoint, results
 from train.__main__ import main as train_main
+from train.rundir import checkpoint, epochs
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_run_killed_mid_epoch_resumes_without_lost_or_repeated_epochs(store, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resuming {run_dir} after epoch {killed_at['epoch']}" in done.stdout
 
-    rows = results.read_epochs(run_dir)
+    rows = epochs.read_epochs(run_dir)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     elapsed = [float(r["elapsed_s"]) for r in rows]
     assert elapsed == sorted(elapsed) and len(set(elapsed)) == 3
@@ -86,7 +86,7 @@ def test_run_killed_mid_epoch_resumes_without_lost_or_repeated_epochs(store, tmp
                            "--out", str(tmp_path / "uninterrupted")]) == 0
     (reference,) = (tmp_path / "uninterrupted" / "test_tiny").iterdir()
     numbers = ("lr", "train_loss", "train_top1", "val_top1", "val_top5", "val_video_top1")
-    for ours, theirs in zip(rows, results.read_epochs(reference), strict=True):
+    for ours, theirs in zip(rows, epochs.read_epochs(reference), strict=True):
         assert [float(ours[k]) for k in numbers] == pytest.approx(
             [float(theirs[k]) for k in numbers], rel=1e-5)
 
@@ -107,7 +107,7 @@ def test_nonfinite_loss_stops_with_one_line_and_keeps_last_checkpoint(store, tmp
     assert "last good checkpoint (epoch 0)" in err[-1]
     (run_dir,) = (tmp_path / "test_tiny").iterdir()
     assert checkpoint.load(run_dir)[0].epoch == 0
-    assert [r["epoch"] for r in results.read_epochs(run_dir)] == ["0"]
+    assert [r["epoch"] for r in epochs.read_epochs(run_dir)] == ["0"]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["finished"] is False and run["epochs_done"] == 1
     assert run["state"] == "stopped"  # the scorer counts it as a missed run
@@ -128,7 +128,7 @@ def test_stop_at_target_ends_at_the_first_evaluation_at_the_target(store, tmp_pa
                            "--set", "target_top1=0", "--stop-at-target"])
     assert code == 0
     (run_dir,) = (tmp_path / "test_tiny").iterdir()
-    rows = results.read_epochs(run_dir)
+    rows = epochs.read_epochs(run_dir)
     assert len(rows) == 1  # epochs is 2, but the first evaluation is at the target
     run = json.loads((run_dir / "run.json").read_text())
     assert run["reached"] is True and run["finished"] is True and run["epochs_done"] == 1

@@ -18,9 +18,10 @@ import torch
 from preprocess.lock import WRITER_LOCK_FILE
 from tests.helpers.faults import kill, python_module, wait_until
 from tests.helpers.train import REPO, TINY, build_tiny_store
-from train import TrainError, checkpoint, rundir
+from train import TrainError
 from train.__main__ import main as train_main
-from train.results import RunRecord
+from train.rundir import attempts, checkpoint
+from train.rundir.record import RunRecord
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +31,18 @@ def store(tmp_path_factory) -> Path:
 
 def test_a_locked_run_folder_names_the_process_that_holds_it(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from train.rundir import lock_run_dir; "
+        [sys.executable, "-c", "import sys, time; from train.rundir.attempts import lock_run_dir; "
          "lock_run_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path)],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(TrainError) as refused:
-            rundir.lock_run_dir(tmp_path)
+            attempts.lock_run_dir(tmp_path)
         assert f"in use by process {holder.pid} on {socket.gethostname()}" in str(refused.value)
     finally:
         kill([holder.pid])
         holder.wait()
-    os.close(rundir.lock_run_dir(tmp_path))  # free once its holder is gone (even killed)
+    os.close(attempts.lock_run_dir(tmp_path))  # free once its holder is gone (even killed)
 
 
 def test_second_resume_of_a_training_run_is_refused_and_the_store_is_held(store, tmp_path,
@@ -97,19 +98,19 @@ def _info(machine: str, commit: str, dirty: bool = False) -> dict:
 def test_attempts_are_appended_and_a_run_spanning_machines_or_commits_is_labelled(tmp_path):
     # A run from before attempts were recorded: its system.json is the first attempt.
     (tmp_path / "system.json").write_text(json.dumps(_info("m1", "c1")))
-    first = rundir.prior_attempts(tmp_path, [], [])
+    first = attempts.prior_attempts(tmp_path, [], [])
     assert [(a["machine"], a["system"], a["restart"]) for a in first] == [
         ("m1", "system.json", 0)]
-    attempts = rundir.add_attempt(first, _info("m2", "c2", dirty=True), time.time())
-    assert attempts[:1] == first and attempts[1]["system"] == "system.1.json"
-    assert rundir.system_file(3) == "system.3.json"
+    both = attempts.add_attempt(first, _info("m2", "c2", dirty=True), time.time())
+    assert both[:1] == first and both[1]["system"] == "system.1.json"
+    assert attempts.system_file(3) == "system.3.json"
     # run.json's list wins over the checkpoint's when longer (an attempt killed before its
     # first checkpoint is only in run.json), and the other way round.
-    assert rundir.prior_attempts(tmp_path, attempts, first) == attempts
-    assert rundir.prior_attempts(tmp_path, first, attempts) == attempts
+    assert attempts.prior_attempts(tmp_path, both, first) == both
+    assert attempts.prior_attempts(tmp_path, first, both) == both
     config = {"name": "X3D_M", "model": "x3d_m", "target_top1": 20.11, "workers": 8,
               "seed": 0, "epochs": 20, "eval_period": 10}
-    run = RunRecord(config, "id", [], True, "m1", "cuda", 4, attempts=attempts).to_json()
+    run = RunRecord(config, "id", [], True, "m1", "cuda", 4, attempts=both).to_json()
     assert run["spans_machines"] and run["spans_commits"] and not run["compliant"]
     assert {"spans 2 machines", "spans 2 commits"} <= set(run["compliance_issues"])
 
@@ -118,20 +119,20 @@ def test_a_restart_finds_its_launch_folder_and_ignores_an_old_marker(tmp_path, m
     out, run_dir = tmp_path / "out", tmp_path / "out" / "cfg" / "run1"
     run_dir.mkdir(parents=True)
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
-    rundir.remember_run(out, run_dir)  # not under torchrun: no marker
-    assert not (out / rundir.MARKER_DIR).exists()
+    attempts.remember_run(out, run_dir)  # not under torchrun: no marker
+    assert not (out / attempts.MARKER_DIR).exists()
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job/../7")
-    assert rundir.find_restarted_run(out, time.time()) is None
-    rundir.remember_run(out, run_dir)
-    (marker,) = (out / rundir.MARKER_DIR).iterdir()
+    assert attempts.find_restarted_run(out, time.time()) is None
+    attempts.remember_run(out, run_dir)
+    (marker,) = (out / attempts.MARKER_DIR).iterdir()
     assert marker.name == "job_.._7.json"  # a plain file name whatever the id
-    assert rundir.find_restarted_run(out, time.time()) == run_dir.resolve()
+    assert attempts.find_restarted_run(out, time.time()) == run_dir.resolve()
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "another")
-    assert rundir.find_restarted_run(out, time.time()) is None
+    assert attempts.find_restarted_run(out, time.time()) is None
     # Left by an earlier launch with the same --rdzv-id: older than this launcher.
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job/../7")
     os.utime(marker, (0, 0))
-    assert rundir.find_restarted_run(out, time.time()) is None
+    assert attempts.find_restarted_run(out, time.time()) is None
 
 
 def test_checkpoints_of_the_previous_format_are_read_and_unknown_ones_refused(tmp_path):

@@ -25,7 +25,7 @@ from tests.helpers.train import (
     build_tiny_store,
     kill_tree,
 )
-from train import results
+from train.rundir import epochs
 
 OUR_FRAME = re.compile(r'File ".*/(train|datasets|preprocess|models|opts)\b')
 
@@ -90,7 +90,7 @@ def test_a_signal_stops_the_run_with_one_line_and_a_complete_checkpoint(
     assert not list(run_dir.glob("*.tmp*"))  # no partial checkpoint or other temporary file
     # The last complete checkpoint: it loads, and epochs.csv has each epoch up to it once.
     torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    rows = results.read_epochs(run_dir)
+    rows = epochs.read_epochs(run_dir)
     assert rows and [int(r["epoch"]) for r in rows] == list(range(len(rows)))
     # run.json says so at once: the scorer counts the run as a missed one until it is resumed.
     run = json.loads((run_dir / "run.json").read_text())

@@ -18,11 +18,11 @@ import yaml
 
 from formats.store import read_settings, write_settings
 from opts import build_parser
+from opts.resume import resume_config
 from preprocess.identity import store_fingerprint
 from tests.helpers.train import REPO, TINY, build_tiny_store, one_thread
-from train import checkpoint, rundir
 from train.__main__ import main as train_main
-from train.resume import resume_config
+from train.rundir import attempts, checkpoint
 
 # Epoch 0 trains; epoch 1's LR (1e30) overflows the weights: the run stops after epoch 0.
 DIVERGING = ["--set", "lr=1e30", "--set", "warmup_start_factor=1e-30", "--set", "epochs=3"]
@@ -100,7 +100,7 @@ def test_resume_recomputes_compliance_from_the_edited_config(stopped, tmp_path):
     run = json.loads((run_dir / "run.json").read_text())
     assert set(run["changed_keys"]) == {"epochs", "lr", "warmup_start_factor"}
     (run_dir / "run.json").write_text(json.dumps({**run, "changed_keys": []}))  # not trusted
-    _, changed, _ = resume_config(build_parser().parse_args(["--resume", str(run_dir)]))
+    _, changed = resume_config(build_parser().parse_args(["--resume", str(run_dir)]))
     assert set(changed) == {"dropout", "epochs", "lr", "warmup_start_factor"}
 
 
@@ -127,7 +127,7 @@ def test_a_restart_does_not_repeat_a_run_stopped_on_a_nan_loss(store, stopped, t
     run_dir = _copy(stopped, tmp_path)
     launch = f"restart-test-{tmp_path.name}"
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", launch)
-    rundir.remember_run(tmp_path / "results", run_dir)  # as its first attempt did
+    attempts.remember_run(tmp_path / "results", run_dir)  # as its first attempt did
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     try:
         code = train_main(["--config", str(TINY), "--data", str(store), "--out",

@@ -69,7 +69,8 @@ def _main(argv: list[str] | None) -> int:
     from datasets import StoreError
     from train import signals
     from train.data import LoaderTimeout
-    from train.run import RunStopped, run
+    from train.run import run
+    from train.rundir import RunDiverged
 
     try:
         run(args, OWN_START)
@@ -79,7 +80,7 @@ def _main(argv: list[str] | None) -> int:
         errors.write_error_file(line)
         errors.note_user_error(line)
         return 2
-    except RunStopped as e:
+    except RunDiverged as e:
         if rank == 0:
             print(f"error: {e}", file=sys.stderr)
         return 1

@@ -13,16 +13,21 @@ times out can say which one it was (``last_wait``).
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from formats.store import StoreError
 from train import TrainError
+from train.launch import process_in_launch
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,21 +61,10 @@ class Dist:
         return f"rank {self.rank} on {where}"
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise TrainError(f"environment variable {name}={value!r} is not an integer") from None
-
-
 def from_environment(device: torch.device) -> Dist:
     """This process as torchrun describes it (a world of one without torchrun)."""
-    world_size = _env_int("WORLD_SIZE", 1)
-    return Dist(_env_int("RANK", 0), world_size, _env_int("LOCAL_RANK", 0), device,
-                _env_int("LOCAL_WORLD_SIZE", world_size), _env_int("GROUP_RANK", 0))
+    p = process_in_launch()
+    return Dist(p.rank, p.world_size, p.local_rank, device, p.local_world_size, p.node)
 
 
 def choose_device(local_rank: int, requested: str = "auto") -> torch.device:
@@ -86,7 +80,7 @@ def setup(device: str = "auto", timeout_s: float | None = None) -> Dist:
     the config's "auto", "cuda" or "cpu"). ``timeout_s`` bounds every collective: a process
     that stops or hangs ends the run after that long instead of gloo's 30 minutes (NCCL's
     watchdog aborts the process after it)."""
-    d = from_environment(choose_device(_env_int("LOCAL_RANK", 0), device))
+    d = from_environment(choose_device(process_in_launch().local_rank, device))
     if d.world_size > 1:
         timeout = timedelta(seconds=timeout_s) if timeout_s else None
         global _TIMEOUT_S
@@ -193,6 +187,33 @@ def barrier(d: Dist, what: str = "all processes") -> None:
         _wait(what)
         dist.barrier()
         _wait(None)
+
+
+def agreed(d: Dist, fn: Callable[[], T], what: str = "rank 0's decision") -> T:
+    """``fn()`` on rank 0, its value on every rank; a one-line error raised by ``fn`` is raised
+    on every rank, all at the same collective (so no rank waits for a peer that stopped)."""
+    outcome: tuple[str, Any] | None = None
+    if d.is_main:
+        try:
+            outcome = ("ok", fn())
+        except (TrainError, StoreError) as e:
+            outcome = ("error", e)
+    kind, value = broadcast_object(d, outcome, what)
+    if kind == "error":
+        raise value
+    return value
+
+
+def any_error(d: Dist, fn: Callable[[], None], what: str = "every process's check") -> None:
+    """``fn()`` on every rank; the first rank's one-line error (in rank order) on all ranks."""
+    error = None
+    try:
+        fn()
+    except (TrainError, StoreError) as e:
+        error = e
+    for e in gather_objects(d, error, what):
+        if e is not None:
+            raise e
 
 
 # ---- what a failed collective means --------------------------------------------------------

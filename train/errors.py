@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from train.launch import launcher
+
 _STORE_KEY = "train/error/{rank}"
 
 
@@ -34,7 +36,7 @@ def write_error_file(line: str, consequence: bool = False) -> None:
     torchrun names the earliest failure (by the file's time stamp, in whole seconds) as the
     root cause. A ``consequence`` (a process that lost a peer or stopped waiting for one) is
     dated a second later, so the process that failed first stays the root cause."""
-    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    path = launcher().error_file
     if not path:
         return
     stamp = int(time.time()) + (1 if consequence else 0)
@@ -107,23 +109,16 @@ def peer_errors(rank: int, world_size: int) -> dict[int, str]:
 def _marker(attempt: int) -> Path | None:
     """The file a worker group's user error leaves for torchrun's next attempt on this node:
     keyed by the torchrun agent (this process's parent), its run id and the attempt."""
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    run_id = launcher().run_id
     if run_id is None:
         return None
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     return Path(tempfile.gettempdir()) / f"train-user-error-{os.getppid()}-{safe}-{attempt}"
 
 
-def _attempt() -> int:
-    try:
-        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    except ValueError:
-        return 0
-
-
 def note_user_error(line: str) -> None:
     """Remember, for torchrun's next attempt, that this attempt stopped on a user error."""
-    path = _marker(_attempt())
+    path = _marker(launcher().restart)
     if path is not None:
         try:
             path.write_text(line.removeprefix("error: ") + "\n", encoding="utf-8")
@@ -134,7 +129,7 @@ def note_user_error(line: str) -> None:
 def repeated_user_error() -> str | None:
     """The user error of torchrun's previous attempt on this node, if this is a restart after
     one (the restart then ends at once, as the same error again)."""
-    attempt = _attempt()
+    attempt = launcher().restart
     path = _marker(attempt - 1) if attempt > 0 else None
     if path is None or not path.is_file():
         return None

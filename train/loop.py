@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from formats.results import EpochRow
 from train import signals
 from train.distributed import Dist, all_reduce_max, all_reduce_sum
+from train.evaluate import EvalResult
 
 CHECK_EVERY = 10  # steps between loss checks (and progress updates); each costs one sync
 
@@ -175,3 +177,16 @@ class _Progress:
                 wait=f"{self.wait_s / seconds:.0%}",
                 refresh=False,
             )
+
+
+def epoch_summary(row: EpochRow, epochs: int, val: EvalResult | None) -> str:
+    """The log line of a finished epoch."""
+    evaluation = "no evaluation" if val is None else (
+        f"val top1 {row.val_top1:.2f} ({row.eval}) clips {row.val_top1_clips:.2f} "
+        f"top5 {row.val_top5:.2f} video {row.val_video_top1:.2f} "
+        f"({val.clips} clips, {val.videos} videos)")
+    return (
+        f"epoch {row.epoch}/{epochs - 1} lr {row.lr:.6f} "
+        f"loss {row.train_loss:.4f} train_top1 {row.train_top1:.2f} | {evaluation} | "
+        f"{row.clips_per_s:.1f} clips/s, data wait {row.data_wait_frac:.0%}, "
+        f"peak {row.peak_mem_mb:.0f} MB | elapsed {row.elapsed_s:.1f} s")

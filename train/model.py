@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import opts
 from models.speed import SpeedOptionError, apply_channels_last, autocast, compile_model, grad_scaler
-from train import TrainError, checkpoint
+from train import TrainError
 from train.distributed import Dist
 from train.schedule import build_optimizer
 
@@ -100,12 +100,3 @@ def build_trainee(config: dict, d: Dist) -> Trainee:
         model = compile_model(model)
     return Trainee(module, model, build_optimizer(module, config),
                    grad_scaler(d.device.type, config["precision"]))
-
-
-def restore(trainee: Trainee, state: dict, d: Dist) -> None:
-    """Continue from a checkpoint: weights, optimiser, loss scaler, this rank's generators."""
-    trainee.module.load_state_dict(state["model"])
-    trainee.optimizer.load_state_dict(state["optimizer"])
-    if state["scaler"]:
-        trainee.scaler.load_state_dict(state["scaler"])
-    checkpoint.restore_rng(state["rng"][d.rank])

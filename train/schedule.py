@@ -1,4 +1,4 @@
-"""The workload's optimiser and per-epoch learning rate.
+"""The workload's optimiser, its per-epoch learning rate and its evaluation schedule.
 
 The LR is a closed-form function of the epoch, equal to what torch's
 ``SequentialLR([LinearLR(start_factor, total_iters=warmup), CosineAnnealingLR(T_max, eta_min)],
@@ -57,3 +57,21 @@ def build_optimizer(model: torch.nn.Module, config: dict) -> torch.optim.SGD:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+# ---- the evaluation schedule ----------------------------------------------------------------
+
+def is_scheduled_eval(config: dict, epoch: int) -> bool:
+    """True after every ``eval_period``-th epoch (1-based) and after the last one: the
+    evaluations that can reach the target (WORKLOAD.md: after epochs 10 and 20)."""
+    return (epoch + 1) % config["eval_period"] == 0 or epoch == config["epochs"] - 1
+
+
+def is_extra_eval(config: dict, epoch: int) -> bool:
+    """An extra evaluation (``eval_every``) after this epoch: only where none is scheduled."""
+    every = config.get("eval_every") or 0
+    return every > 0 and (epoch + 1) % every == 0 and not is_scheduled_eval(config, epoch)
+
+
+def scheduled_eval_epochs(config: dict) -> list[int]:
+    return [e for e in range(config["epochs"]) if is_scheduled_eval(config, e)]

@@ -1,6 +1,8 @@
 """Stopping a run on SIGINT (Ctrl-C) or SIGTERM (Slurm, ``kill``, torchrun passing one on).
 
-Until training starts, a signal ends the process at once (``Interrupted``: nothing to keep).
+Until training starts, a signal ends the process at once (``Interrupted``: nothing to keep; one
+that arrives while a module is being imported ends it right there, without unwinding through the
+half-done import).
 Once it trains, a signal only sets a flag: the processes of a run must stop at the same
 collective or the others wait for ever, so the flag is exchanged at the loss check every 10
 steps (train/loop.py) and after each epoch's checkpoint (``check``), and every process stops
@@ -10,7 +12,9 @@ checkpoint is kept and no temporary file is left behind.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,12 +39,30 @@ _received = 0  # the first signal received (0: none)
 _deferred = False  # training: record the signal, stop at the next agreed point
 
 
-def _handler(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signature
+def _in_import(frame) -> bool:
+    """True if ``frame`` is inside a module being imported (importlib's frames on the stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _handler(signum: int, frame) -> None:
     global _received
     if not _received:
         _received = signum
-    if not _deferred:
-        raise Interrupted(signum)
+    if _deferred:
+        return
+    if _in_import(frame):
+        # Unwinding through a half-done import (torch's, say) would leave it half registered,
+        # and the next import of it fails with a traceback; before training nothing is kept,
+        # so end the process here, with the same line and exit code as any stop before training.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"{Interrupted(signum)}; before training started; nothing to resume",
+                  file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+    raise Interrupted(signum)
 
 
 @contextmanager

@@ -22,9 +22,9 @@ checkpoint, or during an extra evaluation, is still counted right. At most the h
 interval (1 s) per kill goes uncounted.
 
 Restart rule (``torchrun --max-restarts``). A restarted worker group continues the same run
-(train/rundir.py finds its folder). torchrun's own start is the first attempt's, so the restart
-does not time itself from there (that would count the failed attempt a second time): it takes
-the resume rule above with the new attempt's own start in place of the launch,
+(train/rundir/attempts.py finds its folder). torchrun's own start is the first attempt's, so
+the restart does not time itself from there (that would count the failed attempt a second
+time): it takes the resume rule above with the new attempt's own start in place of the launch,
 
     elapsed at restart = max(checkpoint clock, last heartbeat clock) + time of the new process
 
@@ -42,8 +42,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from formats.files import atomic_write
 from formats.results import HEARTBEAT_FILE
-from train.checkpoint import ResumePoint
+from train.launch import launcher
+from train.rundir.checkpoint import ResumePoint
 
 
 class Clock:
@@ -92,9 +94,7 @@ class Heartbeat:
         if not force and now - self._last < self.every:
             return
         self._last = now
-        tmp = self.path.with_name(f"{HEARTBEAT_FILE}.tmp")
-        tmp.write_text(f"{self.clock.elapsed():.3f}\n", encoding="ascii")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, f"{self.clock.elapsed():.3f}\n", sync=False)  # every second
 
 
 def read_heartbeat(run_dir: Path) -> float | None:
@@ -145,19 +145,19 @@ def _process_start(pid: int) -> float | None:
 
 def launcher_start(own_start: float) -> float:
     """torchrun's start (this worker's parent), however long ago; ``own_start`` if unknown."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
+    if not launcher().torchrun:
         return own_start
-    launcher = _process_start(os.getppid())
-    return own_start if launcher is None or launcher > own_start else launcher
+    started = _process_start(os.getppid())
+    return own_start if started is None or started > own_start else started
 
 
 def launch_time(own_start: float) -> float:
     """When the run was launched: torchrun's own start if this process is one of its workers
     (so its start-up and rendezvous are timed too), else this process's start."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
+    if not launcher().torchrun:
         return own_start
-    launcher = _process_start(os.getppid())
+    started = _process_start(os.getppid())
     # Sanity window: a launcher that started long before is not a fresh torchrun.
-    if launcher is None or not 0.0 <= own_start - launcher <= 600.0:
+    if started is None or not 0.0 <= own_start - started <= 600.0:
         return own_start
-    return launcher
+    return started

@@ -14,7 +14,7 @@ import torch
 
 from datasets.jpeg_window import libjpeg_turbo_version
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Libraries whose versions can change the data pipeline's or the model's speed.
 LIBRARIES = ("torch", "torchvision", "numpy", "av", "h5py", "simplejpeg",

@@ -4,7 +4,7 @@ Checkpoints hold only tensors and plain Python values, are written to a temporar
 renamed, and are read back with ``torch.load(weights_only=True)``. Besides the weights,
 optimiser, loss scaler and generator states, a checkpoint holds the run's resume point
 (``ResumePoint``: where the run is and what its clock says), flat at the top level. The run
-clock and the heartbeat are in train/clock.py.
+clock and the heartbeat are in train/rundir/clock.py.
 
 Formats: 1 (before the resume point had ``attempts`` and ``store_fingerprint``) is still read,
 those two taken as unknown; 2 is written.
@@ -12,7 +12,6 @@ those two taken as unknown; 2 is written.
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from formats.files import atomic_path
 from formats.results import CHECKPOINT_FILE
 from train import TrainError
 
@@ -44,7 +44,7 @@ class ResumePoint:
 
     @classmethod
     def of_run(cls, record, epoch: int, elapsed_s: float) -> ResumePoint:
-        """The resume point after ``epoch`` of the run ``record`` (a train.results.RunRecord)."""
+        """The resume point after ``epoch`` of the run ``record`` (a RunRecord)."""
         return cls(epoch, elapsed_s, record.lost_s, record.untimed_s, record.reached,
                    record.t_target_s, record.gpus, record.run_id, list(record.attempts),
                    (record.store or {}).get("fingerprint"))
@@ -99,13 +99,8 @@ def restore_rng(state: dict) -> None:
 def save(run_dir: Path, point: ResumePoint, state: dict) -> None:
     """Write the resume point and ``state`` (model, optimizer, scheduler, scaler, rng) to
     checkpoint.pt via a temporary file and a rename."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    tmp = path.with_name(f"{CHECKPOINT_FILE}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **point.to_dict(), **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(Path(run_dir) / CHECKPOINT_FILE) as tmp:
+        torch.save({"format": FORMAT, **point.to_dict(), **state}, tmp)
 
 
 def load(run_dir: Path) -> tuple[ResumePoint, dict]:

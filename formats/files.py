@@ -1,0 +1,54 @@
+"""Writing an output so that it is either complete under its real name or not there at all.
+
+Every file the project writes whole (settings, indexes, run.json, checkpoints, plots, score
+tables) goes through ``atomic_path``: the writer writes a temporary file beside the target,
+which is flushed to disk and renamed over the target only when the writer succeeded. A writer
+that fails (a full disk, a killed process, an exception) leaves the previous file untouched and
+no temporary file behind (a killed process can leave one; its name ends in ``.tmp<pid>``, so
+the next holder of the folder can remove it).
+
+Files that grow (epochs.csv, failures.csv) are appended and flushed instead: see their writers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TMP_MARK = ".tmp"  # temporary names are <name>.tmp<pid>
+
+
+def temporary_name(path: Path) -> Path:
+    """The temporary file this process writes ``path`` under."""
+    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+
+
+@contextmanager
+def atomic_path(path: Path | str, sync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path`` (fsync'd first unless
+    ``sync`` is False); on any error it is removed and the error propagates."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path | str, data: str | bytes, sync: bool = True) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` through ``atomic_path``."""
+    with atomic_path(path, sync) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8", newline="")
+        else:
+            tmp.write_bytes(data)
