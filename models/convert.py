@@ -17,6 +17,8 @@ import sys
 
 import torch
 
+from formats.files import atomic_path
+
 StateDict = dict[str, torch.Tensor]
 
 
@@ -201,9 +203,8 @@ def _save(obj: object, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ConvertError(f"{path}: folder {folder} does not exist; create it or change --out")
-    tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class _Parser(argparse.ArgumentParser):

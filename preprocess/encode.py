@@ -3,12 +3,13 @@ dataset's videos and the tests' own videos."""
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from formats.files import atomic_path
 
 
 def x264_options(crf: int, preset: str = "veryfast") -> dict[str, str]:
@@ -25,9 +26,7 @@ def x264_options(crf: int, preset: str = "veryfast") -> dict[str, str]:
 
 def encode_mp4(path: Path, frames: np.ndarray, fps: Fraction, crf: int = 20) -> None:
     """Encode RGB frames as H.264 (yuv420p) in an mp4, via a hidden temporary file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial{os.getpid()}.mp4")
-    with av.open(str(tmp), "w", format="mp4") as container:
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -37,4 +36,3 @@ def encode_mp4(path: Path, frames: np.ndarray, fps: Fraction, crf: int = 20) -> 
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from formats.files import atomic_path
+
 SPLITS = ("train", "val")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 CSV_HEADER = ["", "label", "youtube_id", "time_start", "time_end", "split", "is_cc", "video_name"]
@@ -165,15 +167,12 @@ def _csv_row(path: Path, line: int, fields: list[str]) -> CsvRow:
 
 def write_kinetics_csv(path: Path, rows: list[CsvRow]) -> None:
     """Write rows in the Kinetics CSV format, via a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(CSV_HEADER)
         for r in rows:
             w.writerow([r.row_id, r.label, r.youtube_id, r.time_start, r.time_end, r.split,
                         r.is_cc, r.video_name])
-    os.replace(tmp, path)
 
 
 def missing_on_disk(data: Path, split: str, videos: list[SourceVideo]) -> list[str] | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from formats.files import TMP_MARK, atomic_write
 from preprocess.encode import encode_mp4
 from preprocess.kinetics import SPLITS, CsvRow, video_name, write_kinetics_csv
 
@@ -279,11 +279,9 @@ def check_out_folder(out: Path, opts: SynthOptions) -> None:
     elif Path(out).exists() and any(Path(out).iterdir()):
         raise SynthError(f"{out}: not empty and not a synthetic dataset; choose another --out")
     Path(out).mkdir(parents=True, exist_ok=True)
-    for leftover in Path(out).glob("*/*/.*.partial*.mp4"):  # from a killed run
+    for leftover in Path(out).glob(f"*/*/*{TMP_MARK}*"):  # videos of a killed run
         leftover.unlink(missing_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(wanted, indent=2) + "\n")
 
 
 def make_dataset(opts: SynthOptions, out: Path, jobs: int = -1) -> list[SynthVideo]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from formats.files import atomic_write
 from probe.predict import Prediction
 
 PROBE_FILE = "probe.json"
@@ -104,7 +104,5 @@ def write_json(results: Path, record: dict) -> Path:
     """``<results>/probe.json``, written under a temporary name and renamed."""
     results.mkdir(parents=True, exist_ok=True)
     path = results / PROBE_FILE
-    tmp = path.with_name(f"{PROBE_FILE}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record, indent=2) + "\n")
     return path
