@@ -96,3 +96,26 @@ def test_a_signal_stops_the_run_with_one_line_and_a_complete_checkpoint(
     run = json.loads((run_dir / "run.json").read_text())
     assert run["state"] == "interrupted" and run["epochs_done"] == len(rows)
     assert load_run(run_dir, []).status == "abandoned"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_in_the_middle_of_an_import_ends_the_process_without_unwinding_it(
+        tmp_path, signum):
+    # torchrun's SIGTERM can reach a process still importing torch; unwinding through that
+    # import leaves it half registered and the next import fails with a traceback. A module
+    # that signals its own process halfway through stands in for that import.
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal\n"
+        f"os.kill(os.getpid(), {int(signum)})\n"
+        "HALF_DONE = True\n")
+    code = ("import sys; from train import signals\n"
+            "with signals.handled():\n"
+            "    import slow_module\n"
+            "print('went on after the import')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path}:{REPO}"}, timeout=60)
+    assert done.returncode == 128 + signum
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"stopped by signal {signal.Signals(signum).name}; before training started; "
+        "nothing to resume"]
