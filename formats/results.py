@@ -1,6 +1,6 @@
 """The results-format contract: what a run folder holds, shared by the trainer and the scorer.
 
-The trainer (train/results.py) writes these files and the scorer (score/) reads them; this
+The trainer (train/rundir/) writes these files and the scorer (score/) reads them; this
 module is the one place that names them, so the scorer never imports anything from train/.
 
 A run folder ``<results>/<config name>/<run id>/`` holds:
@@ -15,7 +15,7 @@ A run folder ``<results>/<config name>/<run id>/`` holds:
     .lock          held (flock) by the process training in the folder; names it
 
 Under torchrun, ``<results>/.torchrun/<launch id>.json`` names the run folder a launch
-created, for its restarts to continue (train/rundir.py); it is not a run.
+created, for its restarts to continue (train/rundir/attempts.py); it is not a run.
 
 Protocol versions (run.json ``protocol``; a file without it is version 1):
   1  evaluation after every epoch, clip-weighted top-1, BatchNorm span = per-process batch,

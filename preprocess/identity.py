@@ -20,7 +20,7 @@ the same videos (byte-identical JPEG files) have the same fingerprint. It does n
 frame bytes: ``make verify`` decodes every frame instead (docs/RELIABILITY.md has the
 measurement of what hashing them would cost).
 
-The trainer reads ``read_store_identity`` (the run.json ``store`` keys of results_format,
+The trainer reads ``read_store_identity`` (the run.json ``store`` keys of formats.results,
 without ``clips``) and ``store_compliance_issues``.
 """
 
@@ -88,7 +88,7 @@ def record_identity(store: Path, data: Path, failures: list[tuple[str, str, str]
 
 
 def read_store_identity(store: Path) -> dict:
-    """What a run records of the store it read: results_format.STORE_KEYS except ``clips``.
+    """What a run records of the store it read: formats.results.STORE_KEYS except ``clips``.
 
     ``videos`` and ``fingerprint`` come from the index as it is now; the failed videos and
     the dataset check from store.json's record, which is trusted only while the index still

@@ -1,6 +1,6 @@
 """Find run folders at any depth under a results folder, safely.
 
-A run folder is a folder holding one of the run files (results_format.RUN_FILES): the
+A run folder is a folder holding one of the run files (formats.results.RUN_FILES): the
 trainer writes ``<results>/<config>/<run id>/``, ``make demo`` one level deeper, and a copied
 or archived tree anywhere. The walk is bounded (depth and number of entries), visits each
 real folder once (a bind mount of a parent cannot loop), never follows a symbolic link to a

@@ -70,7 +70,7 @@ class Run:
     machine: str
     gpus: int  # processes in all (GPUs for a GPU run)
     target_top1: float
-    status: str  # results_format.STATUS_*
+    status: str  # formats.results.STATUS_*
     resumed: bool
     lost_s: float
     # Why the run is not comparable with the reference; empty means compliant.
@@ -182,7 +182,7 @@ def load_run(folder: Path, warnings: list[str]) -> Run:
 
 
 def classify(info: dict, t_bench: float | None, folder: Path, warnings: list[str]) -> str:
-    """reached / stopped / not converged / abandoned / in progress (results_format)."""
+    """reached / stopped / not converged / abandoned / in progress (formats.results)."""
     state = info.get("state")
     if state not in STATES:
         if state is not None:

@@ -47,7 +47,7 @@ def _text(value: object, limit: int = ISSUE_CHARS) -> str:
 
 @dataclass(frozen=True)
 class StoreInfo:
-    """The frame store a run read, as run.json records it (results_format.STORE_KEYS)."""
+    """The frame store a run read, as run.json records it (formats.results.STORE_KEYS)."""
 
     fingerprint: str  # "" when the run recorded none
     videos: str  # per split, e.g. "1276+100"

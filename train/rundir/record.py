@@ -29,7 +29,7 @@ class RunRecord:
     epochs_done: int = 0
     finished: bool = False
     state: str = results_format.STATE_RUNNING
-    store: dict | None = None  # the frame store read (results_format.STORE_KEYS)
+    store: dict | None = None  # the frame store read (formats.results.STORE_KEYS)
     store_issues: list[str] = field(default_factory=list)  # why the store is not the workload's
     attempts: list[dict] = field(default_factory=list)  # one per process launch
 
