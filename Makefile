@@ -46,7 +46,7 @@ DEMO_RESULTS ?= results/demo
 SYNTH_ARGS   ?=
 DEMO_ARGS    ?=
 
-TORCHRUN := $(VENV)/bin/torchrun --standalone --nproc-per-node=$(GPUS)
+TORCHRUN := $(PY) -m train.torchrun --standalone --nproc-per-node=$(GPUS)
 
 .PHONY: venv native synth data check frames verify bench-cnn bench-transformer resume score demo test faults lint perf probe clean-venv
 

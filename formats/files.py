@@ -45,10 +45,14 @@ def atomic_path(path: Path | str, sync: bool = True) -> Iterator[Path]:
         raise
 
 
-def atomic_write(path: Path | str, data: str | bytes, sync: bool = True) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` through ``atomic_path``."""
+def atomic_write(path: Path | str, data: str | bytes | memoryview, sync: bool = True) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` through ``atomic_path``; a full disk is an
+    OSError (ENOSPC) and leaves ``path`` as it was."""
+    view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
     with atomic_path(path, sync) as tmp:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8", newline="")
-        else:
-            tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            while view:  # a write can be short when the disk fills: the next one says why
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)

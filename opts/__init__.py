@@ -15,6 +15,8 @@ evaluation at the target, so it cannot change the time to reach it), is a change
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 from pathlib import Path
 
 import yaml
@@ -95,6 +97,14 @@ MODEL_OPTIONS: dict[str, dict[str, Key]] = {
 
 RESOURCE_KNOBS = ("gpus", "workers", "data", "out", "eval_every", "device", "timeout_s")
 NOT_WORKLOAD = RESOURCE_KNOBS + ("stop_at_target",)
+
+
+def workload_digest(config: dict) -> str:
+    """A short digest of the config's workload (every key but the resource knobs): what a
+    checkpoint records of the run it belongs to."""
+    workload = {k: v for k, v in config.items() if k not in RESOURCE_KNOBS}
+    text = json.dumps(workload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def valid_keys(model: str | None) -> dict[str, Key]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from tests.helpers.faults import (
     replay_hint,
     wait_until,
 )
-from tests.helpers.train import TINY, build_tiny_store
+from tests.helpers.train import TINY, TORCHRUN, build_tiny_store
 from train.rundir import epochs
 
 EXIT_BOUND_S = 120.0  # the job must be gone this long after the kill (gloo's own timeout: 30 min)
@@ -37,7 +36,7 @@ def store(tmp_path_factory) -> Path:
 
 
 def torchrun(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+    return subprocess.Popen([*TORCHRUN, "--standalone",
                              "--nproc-per-node=2", "-m", "train", *args], cwd=REPO,
                             env=ONE_THREAD_ENV, text=True, **kwargs)
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from formats.store import frame_name
-from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, kill_tree
+from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, TORCHRUN, build_tiny_store, kill_tree
 
 # The val ShardSampler gives rank 1 of 2 the second half of the 7 val clips (3..6); clip 6 is
 # frames 4-7 of this video, read by rank 1 only.
@@ -37,7 +36,7 @@ def store(tmp_path_factory) -> Path:
 
 def _torchrun(store: Path, out: Path, *launcher: str) -> subprocess.CompletedProcess:
     job = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        [*TORCHRUN, "--standalone", "--nproc-per-node=2",
          *launcher, "-m", "train", "--config", str(TINY), "--data", str(store),
          "--out", str(out)], cwd=REPO, env=ONE_THREAD_ENV, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)

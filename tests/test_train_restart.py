@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 import torch
 
 from tests.helpers.faults import ONE_THREAD_ENV, REPO, children, environment_of, kill, wait_until
-from tests.helpers.train import TINY, build_tiny_store, train_cli
+from tests.helpers.train import TINY, TORCHRUN, build_tiny_store, train_cli
 from train.rundir import epochs
 from train.rundir.clock import read_heartbeat
 
@@ -36,7 +35,7 @@ def store(tmp_path_factory) -> Path:
 
 def _torchrun(store: Path, out: Path, log, restarts: int, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
+        [*TORCHRUN, "--standalone", "--nproc-per-node=1",
          f"--max-restarts={restarts}", "-m", "train", "--config", str(TINY), "--data",
          str(store), "--out", str(out), *extra],
         cwd=REPO, env=ONE_THREAD_ENV, stdout=log, stderr=subprocess.STDOUT)

@@ -80,9 +80,9 @@ def test_a_signal_stops_the_run_with_one_line_and_a_complete_checkpoint(
         if job.poll() is None:  # a hang: stop everything, then fail
             kill_tree(job.pid)
             job.wait()
-    assert job.returncode != 0
-    if processes == 1:
-        assert job.returncode == 128 + sig
+    # torchrun too ends as a process stopped by the signal, without a traceback of its own.
+    assert job.returncode == 128 + sig
+    assert "Traceback" not in stderr, stderr[-3000:]
     resume = f"make resume RUN={run_dir}" + (f" GPUS={processes}" if processes > 1 else "")
     lines = [line for line in stderr.splitlines() if "stopped by signal" in line]
     assert lines == [f"stopped by signal {name}; resume with {resume}"], stderr[-3000:]

@@ -81,15 +81,16 @@ def train_cli(*args: str, torchrun: int = 0, timeout: float = 240.0,
     """Run the trainer as the Makefile does (through torchrun with ``torchrun`` processes) or
     as a plain process (``torchrun=0``)."""
     if torchrun:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+        launcher = [*TORCHRUN, "--standalone",
                     f"--nproc-per-node={torchrun}"]
     else:
         launcher = [sys.executable]
+    kwargs.setdefault("env", ONE_THREAD_ENV)
     return subprocess.run([*launcher, "-m", "train", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env=ONE_THREAD_ENV, **kwargs)
+                          text=True, timeout=timeout, **kwargs)
 
 
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run")
+TORCHRUN = (sys.executable, "-m", "train.torchrun")  # torchrun as the Makefile runs it
 
 
 def free_port() -> int:

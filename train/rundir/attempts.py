@@ -22,12 +22,15 @@ a NaN loss (it would stop the same way); one after a user error ends at once (tr
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import re
 import secrets
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +43,49 @@ from train.rundir.clock import launcher_start
 
 RUN_LOCK_FILE = ".lock"
 MARKER_DIR = ".torchrun"
+MARKER_KEPT_S = 7 * 24 * 3600  # a restart comes within minutes; a week is generous
+
+
+# ---- can it be written -------------------------------------------------------------------
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_failure(path: Path, error: OSError, run_dir: Path | None) -> TrainError:
+    """The one line for an output that could not be written (``run_dir``: the run folder
+    to resume once it is fixed; None: a new run, nothing to resume)."""
+    if TMP_MARK in path.name:  # name the file being replaced, not its temporary
+        path = path.with_name(path.name.split(TMP_MARK)[0])
+    if error.errno in _FULL:
+        try:
+            free_mb = shutil.disk_usage(path if path.is_dir() else path.parent).free / 2**20
+            free = f"{free_mb:.0f} MB free"
+        except OSError:
+            free = "no space left"
+        kept = (f"the last checkpoint and results are kept: free space, then resume with make "
+                f"resume RUN={run_dir}") if run_dir is not None else "free space and start again"
+        return TrainError(f"{path}: disk full ({free}); {kept}")
+    reason = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied", errno.ENOTDIR: "a file stands where a folder "
+              "should be", errno.EEXIST: "a file stands where the folder should be"}.get(
+                  error.errno, error.strerror or type(error).__name__)
+    fix = (f"make {run_dir} writable, then resume with make resume RUN={run_dir}"
+           if run_dir is not None else "choose a writable results folder (RESULTS=, --out)")
+    return TrainError(f"{path}: cannot write ({reason}); {fix}")
+
+
+def check_writable(folder: Path, run_dir: Path | None = None) -> None:
+    """Create ``folder`` if needed and prove a file can be written in it (root ignores file
+    modes, so only a real write tells), before any time is spent on the run."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise TrainError(f"{folder}: not a folder; the results go to a folder (RESULTS=, --out)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check", suffix=TMP_MARK):
+            pass
+    except OSError as e:
+        raise write_failure(Path(e.filename or folder), e, run_dir) from None
 
 
 # ---- the lock ------------------------------------------------------------------------------
@@ -48,7 +94,10 @@ def lock_run_dir(run_dir: Path) -> int:
     """Hold ``run_dir`` for this process (a descriptor to keep open while training), or
     raise a one-line TrainError naming the process that holds it."""
     path = Path(run_dir) / RUN_LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise write_failure(path, e, Path(run_dir)) from None
     try:
         flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -104,11 +153,26 @@ def _fresh(path: Path | None, own_start: float) -> bool:
 
 
 def remember_run(out: Path, run_dir: Path) -> None:
-    """Leave the marker a torchrun restart of this launch finds the run by."""
+    """Leave the marker a torchrun restart of this launch finds the run by (and remove the
+    markers of launches long gone: a restart only ever reads its own launch's)."""
+    path = _marker(out, ".json")
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob("*.json"):
+        try:
+            if time.time() - old.stat().st_mtime > MARKER_KEPT_S:
+                old.unlink()
+        except OSError:
+            pass  # another launch's marker, removed or held meanwhile
+    atomic_write(path, json.dumps({"run_dir": str(Path(run_dir).resolve())}) + "\n")
+
+
+def forget_run(out: Path) -> None:
+    """Remove this launch's marker once its run has finished (nothing left to restart)."""
     path = _marker(out, ".json")
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps({"run_dir": str(Path(run_dir).resolve())}) + "\n")
+        path.unlink(missing_ok=True)
 
 
 def find_restarted_run(out: Path, own_start: float) -> Path | None:

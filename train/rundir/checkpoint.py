@@ -6,12 +6,16 @@ optimiser, loss scaler and generator states, a checkpoint holds the run's resume
 (``ResumePoint``: where the run is and what its clock says), flat at the top level. The run
 clock and the heartbeat are in train/rundir/clock.py.
 
-Formats: 1 (before the resume point had ``attempts`` and ``store_fingerprint``) is still read,
-those two taken as unknown; 2 is written.
+A checkpoint says which run it belongs to (``run_id``) and of which workload (``config_digest``,
+``opts.workload_digest`` of the run's config), and a resume refuses one that belongs elsewhere.
+
+Formats: 1 (before the resume point had ``attempts`` and ``store_fingerprint``) and 2 (before
+``config_digest``) are still read, the missing fields taken as unknown; 3 is written.
 """
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from formats.files import atomic_path
+from formats.files import atomic_write
 from formats.results import CHECKPOINT_FILE
+from opts import workload_digest
 from train import TrainError
 
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 
 
 @dataclass
@@ -41,20 +46,21 @@ class ResumePoint:
     run_id: str
     attempts: list[dict] = field(default_factory=list)  # run.json ``attempts`` at the time
     store_fingerprint: str | None = None  # of the store the run read (None: not recorded)
+    config_digest: str | None = None  # opts.workload_digest of the run's config (None: unknown)
 
     @classmethod
     def of_run(cls, record, epoch: int, elapsed_s: float) -> ResumePoint:
         """The resume point after ``epoch`` of the run ``record`` (a RunRecord)."""
         return cls(epoch, elapsed_s, record.lost_s, record.untimed_s, record.reached,
                    record.t_target_s, record.gpus, record.run_id, list(record.attempts),
-                   (record.store or {}).get("fingerprint"))
+                   (record.store or {}).get("fingerprint"), workload_digest(record.config))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, state: dict) -> ResumePoint:
-        """The resume point of a checkpoint (format 1 lacks the last two fields)."""
+        """The resume point of a checkpoint (older formats lack the last fields)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in state.items() if k in known}
         values.setdefault("untimed_s", 0.0)
@@ -99,8 +105,11 @@ def restore_rng(state: dict) -> None:
 def save(run_dir: Path, point: ResumePoint, state: dict) -> None:
     """Write the resume point and ``state`` (model, optimizer, scheduler, scaler, rng) to
     checkpoint.pt via a temporary file and a rename."""
-    with atomic_path(Path(run_dir) / CHECKPOINT_FILE) as tmp:
-        torch.save({"format": FORMAT, **point.to_dict(), **state}, tmp)
+    # Serialised in memory first: torch's own file writer turns a full disk into an
+    # "unexpected pos" RuntimeError; a plain write says ENOSPC.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **point.to_dict(), **state}, buffer)
+    atomic_write(Path(run_dir) / CHECKPOINT_FILE, buffer.getbuffer())
 
 
 def load(run_dir: Path) -> tuple[ResumePoint, dict]:

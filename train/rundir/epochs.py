@@ -13,16 +13,27 @@ from formats.results import EPOCH_COLUMNS, EPOCHS_FILE, EpochRow
 
 
 def append_epoch(run_dir: Path, row: EpochRow) -> None:
-    """Append one epoch's row (header first if the file is new), flushed to disk."""
+    """Append one epoch's row (header first if the file is new), flushed to disk. A write that
+    fails (a full disk) leaves the file as it was, with no half row."""
     path = Path(run_dir) / EPOCHS_FILE
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS, lineterminator="\n")
-        if new:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EPOCH_COLUMNS, lineterminator="\n")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
             writer.writeheader()
         writer.writerow(row.cells())
-        f.flush()
-        os.fsync(f.fileno())
+        data = buffer.getvalue().encode("utf-8")
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_epochs(run_dir: Path) -> list[dict]:

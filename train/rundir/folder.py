@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import yaml
@@ -38,10 +39,11 @@ from train import TrainError
 from train.distributed import Dist, agreed, any_error, broadcast_object, gather_objects
 from train.launch import launcher
 from train.rundir import attempts, checkpoint, system
+from train.rundir.attempts import write_failure
 from train.rundir.clock import Clock, Heartbeat, attempt_clock, launch_time, read_heartbeat
 from train.rundir.epochs import append_epoch, keep_epochs_through
 from train.rundir.record import RunRecord
-from train.rundir.reopen import check_store, reopen
+from train.rundir.reopen import check_checkpoint, check_store, reopen
 from train.signals import Interrupted
 
 
@@ -99,10 +101,7 @@ class RunFolder:
             has_checkpoint = broadcast_object(d, (found / CHECKPOINT_FILE).is_file())
             if has_checkpoint or not restarted:  # a manual resume needs one: the one-line error
                 self._point, self._state = checkpoint.load(found)
-                if self._point.world_size != d.world_size:
-                    raise TrainError(
-                        f"{found}: the run used {self._point.world_size} process(es); resume it "
-                        f"with torchrun --standalone --nproc-per-node={self._point.world_size}")
+                check_checkpoint(found, self._point, self._previous, config, d.world_size)
             heartbeat = broadcast_object(d, read_heartbeat(found))
         # Rank 0's reading, so that every process keeps the same clock.
         start, carried, self._lost_s = broadcast_object(d, attempt_clock(
@@ -124,11 +123,18 @@ class RunFolder:
         state, self._state = self._state, None
         if state is None:
             return
-        trainee.module.load_state_dict(state["model"])
-        trainee.optimizer.load_state_dict(state["optimizer"])
-        if state["scaler"]:
-            trainee.scaler.load_state_dict(state["scaler"])
-        checkpoint.restore_rng(state["rng"][self.d.rank])
+        try:
+            trainee.module.load_state_dict(state["model"])
+            trainee.optimizer.load_state_dict(state["optimizer"])
+            if state["scaler"]:
+                trainee.scaler.load_state_dict(state["scaler"])
+            checkpoint.restore_rng(state["rng"][self.d.rank])
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as e:
+            # Weights of another model (an older checkpoint without its config's digest).
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise TrainError(f"{self.path / CHECKPOINT_FILE}: does not fit the run's model "
+                             f"({first}); put back the run's own checkpoint or start a new "
+                             "run") from None
 
     # ---- the attempt's files -----------------------------------------------------------------
 
@@ -137,15 +143,18 @@ class RunFolder:
         write config.yaml, its system file and run.json. ``clips``: clips per split as this run
         cuts the store. A collective: every rank calls it."""
         nodes = system.gather_nodes(self.d)  # each node's local rank 0 describes it
-        record, path = broadcast_object(
-            self.d, self._write_opening(nodes, clips) if self.d.is_main else (None, None),
-            "rank 0 opening the results folder")
+        record, path = agreed(self.d, lambda: self._write_opening(nodes, clips),
+                              "rank 0 opening the results folder")
         self.record, self.path = record, path
         self._untimed_before = record.untimed_s
         self._heartbeat = Heartbeat(path if self.d.is_main else None, self.clock)
-        self._heartbeat.beat(force=True)
+        self.beat(force=True)
 
     def _write_opening(self, nodes: list[dict], clips: dict[str, int]) -> tuple[RunRecord, Path]:
+        with self._writing(Path(self.config["out"])):
+            return self._open_files(nodes, clips)
+
+    def _open_files(self, nodes: list[dict], clips: dict[str, int]) -> tuple[RunRecord, Path]:
         config, point = self.config, self._point
         info = system.describe(self.d.device, nodes)
         if self._found is None:
@@ -195,9 +204,10 @@ class RunFolder:
         return self.record.epochs_done >= self.config["epochs"] or (
             self.record.reached and self.config["stop_at_target"])
 
-    def beat(self) -> None:
+    def beat(self, force: bool = False) -> None:
         """The run is alive (rank 0 writes the clock at most once a second)."""
-        self._heartbeat.beat()
+        with self._writing(self.path):
+            self._heartbeat.beat(force)
 
     def end_epoch(self, row: EpochRow, trainee) -> None:
         """Record a finished epoch: its row, the target if this evaluation reached it, the
@@ -214,15 +224,16 @@ class RunFolder:
         rng = gather_objects(self.d, checkpoint.rng_state())  # every process's generators
         if not self.d.is_main:
             return
-        append_epoch(self.path, row)
-        point = checkpoint.ResumePoint.of_run(record, row.epoch, self.clock.elapsed())
-        checkpoint.save(self.path, point, {
-            "model": trainee.module.state_dict(), "optimizer": trainee.optimizer.state_dict(),
-            "scheduler": {"last_epoch": row.epoch},  # the LR is a function of the epoch
-            "scaler": trainee.scaler.state_dict(), "rng": rng,
-        })
-        self._write_record()
-        self._heartbeat.beat(force=True)
+        with self._writing(self.path):
+            append_epoch(self.path, row)
+            point = checkpoint.ResumePoint.of_run(record, row.epoch, self.clock.elapsed())
+            checkpoint.save(self.path, point, {
+                "model": trainee.module.state_dict(), "optimizer": trainee.optimizer.state_dict(),
+                "scheduler": {"last_epoch": row.epoch},  # the LR is a function of the epoch
+                "scaler": trainee.scaler.state_dict(), "rng": rng,
+            })
+            self._write_record()
+        self.beat(force=True)
 
     def untimed_so_far(self) -> float:
         """Untimed seconds of the whole run (earlier attempts and this one)."""
@@ -241,6 +252,7 @@ class RunFolder:
         self.record.finished = True
         self._set_state(results_format.STATE_FINISHED)
         if self.d.is_main:
+            attempts.forget_run(Path(self.config["out"]))
             target = self.config["target_top1"]
             outcome = (f"reached {target} at {self.record.t_target_s} s" if self.record.reached
                        else f"did not reach {target}")
@@ -252,7 +264,18 @@ class RunFolder:
             self._write_record()
 
     def _write_record(self) -> None:
-        atomic_write(self.path / RUN_FILE, _json(self.record.to_json()))
+        with self._writing(self.path):
+            atomic_write(self.path / RUN_FILE, _json(self.record.to_json()))
+
+    @contextmanager
+    def _writing(self, where: Path) -> Iterator[None]:
+        """An output that cannot be written (disk full, read-only, no permission) ends the run
+        with one line; what was written before stays intact (every file is replaced whole,
+        epochs.csv rows are appended whole)."""
+        try:
+            yield
+        except OSError as e:
+            raise write_failure(Path(e.filename or where), e, self.path) from None
 
 
 def _json(data: dict) -> str:

@@ -4,16 +4,30 @@ one a torchrun restart finds), whether it may be continued, and whether the stor
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
 
 import opts
-from formats.results import RUN_FILE, STATE_DIVERGED
+from formats.results import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    EPOCH_COLUMNS,
+    EPOCHS_FILE,
+    RESULTS_FORMAT,
+    RUN_FILE,
+    STATE_DIVERGED,
+)
 from preprocess.identity import read_store_identity
 from train import TrainError
 from train.launch import launcher
-from train.rundir.attempts import find_restarted_run, lock_run_dir, remove_partial
+from train.rundir.attempts import (
+    check_writable,
+    find_restarted_run,
+    lock_run_dir,
+    remove_partial,
+)
 from train.rundir.checkpoint import ResumePoint
 
 
@@ -34,7 +48,9 @@ def reopen(resume: Path | None, config: dict, own_start: float
     run_dir = resume if resume is not None else (
         find_restarted_run(Path(config["out"]), own_start) if restart else None)
     if run_dir is None:
+        check_writable(Path(config["out"]))  # before any time is spent on a new run
         return None, None, {}
+    check_writable(run_dir, run_dir)
     fd = lock_run_dir(run_dir)
     try:
         remove_partial(run_dir)
@@ -42,6 +58,7 @@ def reopen(resume: Path | None, config: dict, own_start: float
             previous = read_run_json(run_dir)
         except TrainError:
             previous = {}  # a first attempt killed before it wrote run.json
+        _check_same_version(run_dir, previous)
         if restart and previous.get("state") == STATE_DIVERGED:
             raise TrainError(f"{run_dir}: not restarted: the run stopped on a NaN/infinite loss "
                              "and would stop the same way")
@@ -53,9 +70,32 @@ def reopen(resume: Path | None, config: dict, own_start: float
     return run_dir, fd, previous
 
 
+def _check_same_version(run_dir: Path, previous: dict) -> None:
+    """A folder written by an earlier version of the project (another results format, other
+    epochs.csv columns) is finished by that version: this one would misread it."""
+    found = previous.get("format", RESULTS_FORMAT)  # the columns below tell an older one too
+    columns = None
+    try:
+        with open(run_dir / EPOCHS_FILE, encoding="utf-8", newline="") as f:
+            columns = tuple(next(csv.reader(f), None) or ()) or None
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as e:
+        raise TrainError(f"{run_dir / EPOCHS_FILE}: unreadable ({e}); start a new run") from None
+    if found == RESULTS_FORMAT and columns in (None, EPOCH_COLUMNS):
+        return
+    commits = sorted({a.get("git_commit") for a in previous.get("attempts") or []
+                      if a.get("git_commit")})
+    started = f" (git commit {', '.join(c[:12] for c in commits)})" if commits else ""
+    raise TrainError(
+        f"{run_dir}: written by an earlier version of this project (results format {found}"
+        f"{'' if columns in (None, EPOCH_COLUMNS) else ', other epochs.csv columns'}); finish it "
+        f"with the version that started it{started}, or start a new run")
+
+
 def _check_same_config(run_dir: Path, config: dict) -> None:
     ours = {k: v for k, v in config.items() if k not in opts.RESOURCE_KNOBS}
-    theirs = {k: v for k, v in opts.read_preset(run_dir / "config.yaml").items()
+    theirs = {k: v for k, v in opts.read_preset(run_dir / CONFIG_FILE).items()
               if k not in opts.RESOURCE_KNOBS}
     if ours != theirs:
         changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
@@ -77,3 +117,20 @@ def check_store(config: dict, point: ResumePoint | None, previous: dict) -> dict
             f"({theirs}: {recorded}); resume on the store the run read (make resume without "
             "STORE), or on one with the same content")
     return identity
+
+
+def check_checkpoint(found: Path, point: ResumePoint, previous: dict, config: dict,
+                     world_size: int) -> None:
+    """The checkpoint must be this run's (not copied in from another run or config) and must
+    have been written by as many processes as run now."""
+    path = found / CHECKPOINT_FILE
+    run_id = previous.get("run_id")
+    if run_id and point.run_id != run_id:
+        raise TrainError(f"{path}: checkpoint of run {point.run_id}, not of this run "
+                         f"({run_id}); put back the run's own checkpoint or start a new run")
+    if point.config_digest and point.config_digest != opts.workload_digest(config):
+        raise TrainError(f"{path}: checkpoint of another config than {found / CONFIG_FILE}; "
+                         "put back the run's own checkpoint or start a new run")
+    if point.world_size != world_size:
+        raise TrainError(f"{found}: the run used {point.world_size} process(es); resume it "
+                         f"with torchrun --standalone --nproc-per-node={point.world_size}")
