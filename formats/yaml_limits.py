@@ -69,12 +69,16 @@ class _BoundedLoader(yaml.SafeLoader):
         self.depth = 0  # depth of the node being composed
         self.deepest = 0  # deepest level reached inside it, aliases expanded
         self.expanded: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, height)
+        self.aliases = 0  # aliases met so far
 
     def _add(self, count: int, mark: Any) -> None:
         self.nodes += count
         if self.nodes > self.max_nodes:
-            raise YamlRefused(f"over {self.max_nodes} values with aliases expanded "
-                              f"({_line(mark)}); an alias bomb?")
+            if self.aliases:
+                raise YamlRefused(f"over {self.max_nodes} values with aliases expanded "
+                                  f"({_line(mark)}); an alias bomb?")
+            raise YamlRefused(f"over {self.max_nodes} values ({_line(mark)}); no input of "
+                              "this project holds that many")
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
@@ -84,6 +88,7 @@ class _BoundedLoader(yaml.SafeLoader):
                     raise YamlRefused(f"alias *{event.anchor} ({_line(event)}) is inside the "
                                       "node it names (recursive)")
                 count, height = self.expanded[event.anchor]
+                self.aliases += 1
                 self._reach(self.depth + height, event)
                 self._add(count, event)
             return super().compose_node(parent, index)

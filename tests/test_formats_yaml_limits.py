@@ -115,6 +115,9 @@ def test_size_is_checked_before_anything_is_read(tmp_path):
         opts.read_preset(big)
     with pytest.raises(ScoreError, match=rf"^{big}: larger than 4 MB"):
         read_reference_file(big, [])
+    with pytest.raises(YamlRefused, match=r"^over 20000 values \(line 2\); no input of this "
+                       r"project holds that many$"):
+        load_yaml_text("a: 1\nx: [" + "1, " * 30_000 + "1]\n")  # within the size limit
     text = "x: [" + "1, " * (MAX_BYTES // 3) + "1]\n"
     with pytest.raises(YamlRefused, match=r"bytes, more than the 262144 a YAML input may"):
         load_yaml_text(text)
