@@ -44,6 +44,7 @@ from preprocess.placing import (
     DESTINATION_ERRORS,
     TMP_PREFIX,
     TMP_SUFFIX,
+    SearchTooLarge,
     SourceProblem,
     find_by_name,
     is_regular_file,
@@ -130,7 +131,10 @@ def from_k400(k400: Path, out: Path, entries: list[Entry],
     if not k400.is_dir():
         raise GetDataError(f"{k400}: no such folder; give K400= the folder of a Kinetics-400 "
                            "copy (its files are found by name at any depth)")
-    found, problems = find_by_name(k400, {e[2] for e in entries}, quiet)
+    try:
+        found, problems = find_by_name(k400, {e[2] for e in entries}, quiet)
+    except SearchTooLarge as e:
+        raise GetDataError(f"{e}; give K400= a folder holding only the copy") from None
     return lay_out({e: found[e[2]] for e in entries if e[2] in found}, entries, out, quiet,
                    {e: problems[e[2]] for e in entries if e[2] in problems})
 

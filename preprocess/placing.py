@@ -41,6 +41,15 @@ _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
             (stat.S_ISDIR, "a folder"))
 
 
+# A Kinetics-400 copy has about a thousand folders; a folder link to / would search the
+# whole machine.
+MAX_FOLDERS = 100_000
+
+
+class SearchTooLarge(Exception):
+    """The search went through more than MAX_FOLDERS folders (one line: where)."""
+
+
 class SourceProblem(Exception):
     """A source that is not a readable regular file (one line: what it is)."""
 
@@ -123,10 +132,12 @@ def place(src: Path, dst: Path) -> str:
     return how
 
 
-def find_by_name(root: Path, names: set[str], quiet: bool = False
-                 ) -> tuple[dict[str, Path], dict[str, str]]:
+def find_by_name(root: Path, names: set[str], quiet: bool = False,
+                 max_folders: int | None = None) -> tuple[dict[str, Path], dict[str, str]]:
     """The first usable file under ``root`` (any depth, folder links followed once) with
-    each of ``names``, and for names with no usable file, why the ones seen are not."""
+    each of ``names``, and for names with no usable file, why the ones seen are not.
+    Raises SearchTooLarge past ``max_folders`` (default MAX_FOLDERS) folders."""
+    max_folders = max_folders or MAX_FOLDERS
     from tqdm import tqdm
 
     bar = tqdm(unit=" folders", desc=f"search {root}", disable=quiet)
@@ -142,6 +153,11 @@ def find_by_name(root: Path, names: set[str], quiet: bool = False
             if (info.st_dev, info.st_ino) in seen:
                 continue  # reached again through a folder link (or a loop of them)
             seen.add((info.st_dev, info.st_ino))
+            if len(seen) > max_folders:
+                bar.close()
+                raise SearchTooLarge(f"{root}: more than {max_folders} folders searched (the "
+                                     f"last {folder}); does a folder link lead out of the "
+                                     "Kinetics-400 copy, to / say?")
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
             continue  # an unreadable folder or a dangling folder link: nothing to find

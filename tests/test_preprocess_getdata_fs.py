@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess import dataset_check
+from preprocess import dataset_check, placing
 from preprocess.__main__ import main
 from tests.helpers.faults import run_obeying_file_modes
 from tests.helpers.train import small_tmpfs
@@ -93,6 +93,19 @@ def test_links_give_real_files_or_are_reported_missing(tmp_path, manifest, capsy
     assert "6 files hard-linked, 0 copied, 0 already in place, 2 not found" in printed
     assert "differs from Kinetics-20: 2 missing, 0 extra" in printed
     assert not leftovers(out)
+
+
+def test_a_folder_link_to_the_whole_machine_ends_the_search_in_one_line(tmp_path, manifest,
+                                                                        monkeypatch, capsys):
+    k400 = tmp_path / "k400"
+    k400.mkdir()
+    (k400 / "root").symlink_to("/")
+    monkeypatch.setattr(placing, "MAX_FOLDERS", 2000)  # 100 000 in use; / holds more
+    assert main(["data", "--out", str(tmp_path / "out"), "--k400", str(k400)]) == 2
+    err = capsys.readouterr().err.split("\n")[-2]  # after the search's progress bar
+    assert err.startswith(f"error: {k400}: more than 2000 folders searched (the last ")
+    assert err.endswith("does a folder link lead out of the Kinetics-400 copy, to / say?; give "
+                        "K400= a folder holding only the copy")
 
 
 def test_a_broken_link_left_in_the_dataset_is_never_a_match(tmp_path, manifest, capsys):
