@@ -201,3 +201,24 @@ def test_trainer_cli_refuses_a_bomb_preset_and_a_huge_set_value(tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_scorer_over_runs_whose_config_yaml_is_hostile(tmp_path):
+    """A results tree is anyone's to write into: config.yaml files holding an alias bomb, a
+    400-digit GPU count and 50 MB leave the scorer bounded (its own process, 120 s) and
+    every run's line on the screen one line; whatever reads them must use the bounded reader."""
+    from tests.helpers.score import reaching_at, write_run
+
+    results = tmp_path / "results"
+    hostile = {"bomb": alias_bomb(), "huge": f"gpus: {HUGE}\n",
+               "big": "k: [" + "1, " * 17_500_000 + "1]\n"}
+    for i, text in enumerate(hostile.values()):
+        run = write_run(results, run_id=f"20261124T151500Z-000{i}", **reaching_at(1000.0 + i))
+        (run / "config.yaml").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "score", "--results", str(results), "--out",
+                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert all(line.startswith("warning: ") for line in done.stderr.splitlines())
+    assert (tmp_path / "out" / "score.csv").read_text().count("\n") >= 1 + len(hostile)
