@@ -2,6 +2,8 @@
 
 - ``formats.store``: the frame store (preprocess writes it; datasets, train and probe read it).
 - ``formats.results``: the run folder (train writes it; score reads it).
+- ``formats.yaml_limits``: how every YAML input is read (presets, ``--set`` values,
+  reference files): bounded in size, alias expansion, nesting and numbers.
 - ``formats.files``: how every output of the project is written (a temporary name, fsync,
   rename), so a killed or failing writer never leaves a half-written file under the real name.
 

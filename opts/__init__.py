@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from formats.yaml_limits import load_yaml_file, load_yaml_text
 from opts.values import ConfigError, Key, check_value
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,7 +163,7 @@ def read_preset(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; presets are in {CONFIG_DIR}")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = load_yaml_file(path)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits
@@ -184,7 +185,7 @@ def parse_set(items: list[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value")
         try:
-            out[key.strip()] = yaml.safe_load(text)
+            out[key.strip()] = load_yaml_text(text)
         except (yaml.YAMLError, ValueError):  # ValueError: an integer of 4300+ digits
             raise ConfigError(f"--set {key.strip()}: value is not valid YAML or too large "
                               "a number") from None

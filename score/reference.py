@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from formats.yaml_limits import YamlRefused, load_yaml_text
 from score import ScoreError
 from score.load import COMPLIANT, load_results
 from score.readers import MAX_JSON_BYTES, read_regular, safe_text, shown
@@ -40,12 +41,14 @@ def load_reference(path: Path, warnings: list[str]) -> Reference:
 def read_reference_file(path: Path, warnings: list[str]) -> Reference:
     """Read a reference file such as configs/reference.yaml (format in the module doc)."""
     try:
-        data = yaml.safe_load(read_regular(path, MAX_JSON_BYTES).decode("utf-8"))
+        data = load_yaml_text(read_regular(path, MAX_JSON_BYTES).decode("utf-8"))
     except ScoreError as error:
         if os.path.lexists(path):
             raise
         raise ScoreError(f"{shown(path)}: reference file not found; pass --reference <file "
                          "or results folder>") from error
+    except YamlRefused as error:  # too large a structure or number: no parser message
+        raise ScoreError(f"{shown(path)}: reference file refused ({error})") from None
     except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ScoreError(f"{path}: reference file is not valid YAML ({first_line})") from error

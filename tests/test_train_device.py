@@ -18,6 +18,7 @@ from train.device import (
     parse_proc_version,
     parse_smi,
     torch_index_for,
+    visible_gpus,
 )
 from train.distributed import choose_device
 
@@ -88,11 +89,88 @@ def test_other_causes():
         decide("auto", cpu_build)
     hidden = dataclasses.replace(GOOD, cuda_available=False, device_count=0,
                                  visible_devices="")
-    with pytest.raises(DeviceError, match="CUDA_VISIBLE_DEVICES='' hides them"):
+    with pytest.raises(DeviceError, match=r"CUDA_VISIBLE_DEVICES='' hides every GPU \(it is "
+                       r"empty\)"):
         decide("auto", hidden)
     ancient = dataclasses.replace(OLD_DRIVER, driver="470.57.02", driver_cuda=None)
     with pytest.raises(DeviceError, match="driver 470.57.02 is older than any CUDA build"):
         decide("auto", ancient)
+
+
+# GPUs present, but CUDA_VISIBLE_DEVICES leaves PyTorch none (torch sees no CUDA device).
+HIDDEN = dataclasses.replace(GOOD, cuda_available=False, device_count=0,
+                             cuda_warning="CUDA initialization: no CUDA-capable device is "
+                             "detected")
+
+
+@pytest.mark.parametrize("value, why", [
+    ("", "it is empty"),
+    ("  ", "it is empty"),
+    ("-1", "'-1' is not a GPU index"),
+    ("abc", "'abc' is not a GPU index"),
+    ("gpu0", "'gpu0' is not a GPU index"),
+    ("7", "this machine has no GPU 7 (only 0 to 3)"),
+    ("4,0", "this machine has no GPU 4 (only 0 to 3)"),
+    ("0,0", "it names GPU 0 twice"),
+    ("1,2,1", "it names GPU 1 twice"),
+    ("GPU-8d3c,GPU-8d3c", "it names GPU-8d3c twice"),
+    ("\x1b[2J" + "x" * 100, repr("\x1b[2J" + "x" * 26) + "...(104 characters) is not a GPU "
+     "index"),  # a terminal escape and a long value: escaped and shortened
+])
+def test_a_visible_devices_value_that_hides_every_gpu_is_named(value, why):
+    with pytest.raises(DeviceError) as e:
+        decide("auto", dataclasses.replace(HIDDEN, visible_devices=value))
+    line = str(e.value)
+    shown = repr(value) if len(value) <= 40 else why.split(" is not")[0]
+    assert f"CUDA_VISIBLE_DEVICES={shown} hides every GPU ({why}); unset " \
+           "CUDA_VISIBLE_DEVICES or set it to GPU indices of this machine (e.g. 0 or 0,1; 0 to 3 " \
+           "here), or pass --device cpu" in line
+    assert "make venv" not in line and "\n" not in line and "\x1b" not in line
+
+
+def test_a_visible_devices_value_that_cannot_be_checked_is_the_suspect():
+    # UUIDs, or a list whose first entry looks usable: the variable is named, no reinstall.
+    for value in ("GPU-00000000-bad", "0,abc", "MIG-1/2/3"):
+        with pytest.raises(DeviceError) as e:
+            decide("cuda", dataclasses.replace(HIDDEN, visible_devices=value))
+        line = str(e.value)
+        assert f"is false with CUDA_VISIBLE_DEVICES={value!r} (CUDA initialization: no " \
+               "CUDA-capable device is detected); check that it names GPUs of this machine " \
+               "(nvidia-smi -L lists them) or unset it" in line
+        assert "make venv" not in line
+    # Without the variable the same facts still point at the PyTorch build.
+    with pytest.raises(DeviceError, match="make clean-venv && make venv"):
+        decide("auto", HIDDEN)
+
+
+def test_fewer_gpus_than_processes_names_where_the_list_stopped():
+    facts = dataclasses.replace(GOOD, device_count=1, visible_devices="0,abc,1")
+    with pytest.raises(DeviceError, match=r"^process 1 has no GPU \(1 visible with "
+                       r"CUDA_VISIBLE_DEVICES='0,abc,1': CUDA reads no further: 'abc' is not a "
+                       r"GPU index\); use at most one process per GPU"):
+        decide("auto", facts, local_rank=1)
+    assert decide("auto", facts, local_rank=0) == torch.device("cuda", 0)
+
+
+def test_visible_gpus_follows_cuda_rules():
+    assert visible_gpus("0,1", 4) == (["0", "1"], "")
+    assert visible_gpus(" 2, 1", 4) == (["2", "1"], "")  # order kept, spaces skipped
+    assert visible_gpus("0,2,-1,1", 4) == (["0", "2"], "CUDA reads no further: '-1' is not a "
+                                                       "GPU index")
+    assert visible_gpus("1gpu", 4) == (["1"], "")  # strtoul reads the leading digits
+    assert visible_gpus("9", 0) == (["9"], "")  # device files unknown: no range check
+    assert visible_gpus("GPU-a,GPU-b,0", 4)[0] == ["GPU-a", "GPU-b"]
+
+
+@pytest.mark.parametrize("value", ["", "-1", "abc", "0,1", "2,1", "0,2,-1,1", "1gpu", "0,0",
+                                   " 1, 2", "+1", "GPU-a,GPU-b", "GPU-a,GPU-a", "GPU-a,0",
+                                   "MIG-x/1/2", "0,GPU-a"])
+def test_visible_gpus_agrees_with_torchs_own_reading(value, monkeypatch):
+    """torch.cuda mirrors CUDA's rules in a private helper; with no range to check (0 device
+    files) both must list the same GPUs."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+    expected = [str(x) for x in torch.cuda._parse_visible_devices()]
+    assert visible_gpus(value, 0)[0] == expected
 
 
 def test_invalid_request():

@@ -127,6 +127,45 @@ def gather_facts(ask_driver: bool | None = None) -> DeviceFacts:
                        said[0] if said else None)
 
 
+def _strtoul(text: str) -> int:
+    """The number ``text`` starts with, as CUDA's strtoul reads it ("1gpu" is 1); -1 if none."""
+    match = re.match(r"[+-]?\d+", text)
+    return int(match.group()) if match else -1
+
+
+def _shown(value: str) -> str:
+    """A value for a message, quoted and escaped; garbage must not fill the terminal."""
+    return repr(value) if len(value) <= 40 else f"{value[:30]!r}...({len(value)} characters)"
+
+
+def visible_gpus(value: str, present: int) -> tuple[list[str], str]:
+    """The GPUs CUDA shows under CUDA_VISIBLE_DEVICES=``value`` on a machine with ``present``
+    device files (0: unknown), and why the list ends before its last entry ("" if it does
+    not). CUDA's rules, as torch.cuda mirrors them: a list of indices or of GPU-/MIG- UUIDs,
+    read up to the first entry it cannot use; an entry given twice hides every GPU."""
+    if not value.strip():
+        return [], "it is empty"
+    prefix = value[:4] if value.startswith(("GPU-", "MIG-")) else ""
+    used: list[str] = []
+    for entry in value.split(","):
+        entry = entry.strip() if not prefix else entry
+        if prefix:
+            ok, key = entry.startswith(prefix), entry
+        else:
+            number = _strtoul(entry)
+            ok, key = number >= 0 and (present == 0 or number < present), str(number)
+        if ok and key in used:
+            return [], f"it names {key if prefix else 'GPU ' + key} twice"
+        if not ok:
+            kind = "a GPU UUID like the first" if prefix else "a GPU index"
+            why = f"{_shown(entry)} is not {kind}"
+            if not prefix and _strtoul(entry) >= present > 0:
+                why = f"this machine has no GPU {_strtoul(entry)} (only 0 to {present - 1})"
+            return used, why if not used else f"CUDA reads no further: {why}"
+        used.append(key)
+    return used, ""
+
+
 def torch_index_for(driver_cuda: str | None) -> str:
     """The PyTorch wheel index of the newest CUDA build the driver runs."""
     if driver_cuda is None:
@@ -143,10 +182,13 @@ def unusable_cause(facts: DeviceFacts) -> tuple[str, str]:
                  f"TORCH_INDEX={torch_index_for(facts.driver_cuda)}")
     if facts.torch_cuda is None:
         return f"PyTorch {facts.torch_version} is a CPU-only build", f"{reinstall}, {cpu_fix}"
-    hidden = facts.visible_devices is not None and facts.visible_devices.strip() in ("", "-1")
-    if hidden:
-        return (f"CUDA_VISIBLE_DEVICES={facts.visible_devices!r} hides them",
-                f"unset CUDA_VISIBLE_DEVICES, {cpu_fix}")
+    visible = facts.visible_devices
+    if visible is not None:
+        shown, why = visible_gpus(visible, facts.nvidia_devices)
+        if not shown:
+            return (f"CUDA_VISIBLE_DEVICES={_shown(visible)} hides every GPU ({why})",
+                    f"unset CUDA_VISIBLE_DEVICES or set it to GPU indices of this machine "
+                    f"({_indices(facts.nvidia_devices)}), {cpu_fix}")
     if facts.driver_cuda and _version(facts.driver_cuda) < _version(facts.torch_cuda):
         return (f"driver {facts.driver} supports CUDA up to {facts.driver_cuda} but PyTorch "
                 f"{facts.torch_version} was built for CUDA {facts.torch_cuda}",
@@ -160,8 +202,18 @@ def unusable_cause(facts: DeviceFacts) -> tuple[str, str]:
         return ("the NVIDIA driver is loaded but no /dev/nvidia<N> device file is visible",
                 f"give this container or user access to the GPUs, {cpu_fix}")
     said = f" ({facts.cuda_warning})" if facts.cuda_warning else ""
+    if visible is not None:  # UUIDs cannot be checked here: the variable is the suspect
+        return (f"torch.cuda.is_available() is false with CUDA_VISIBLE_DEVICES={_shown(visible)}"
+                f"{said}", "check that it names GPUs of this machine (nvidia-smi -L lists "
+                f"them) or unset it, {cpu_fix}")
     return (f"torch.cuda.is_available() is false with driver {facts.driver or 'unknown'} and "
             f"PyTorch built for CUDA {facts.torch_cuda}{said}", f"{reinstall}, {cpu_fix}")
+
+
+def _indices(present: int) -> str:
+    if present <= 0:
+        return "e.g. 0"
+    return "0" if present == 1 else f"e.g. 0 or 0,1; 0 to {present - 1} here"
 
 
 def decide(requested: str, facts: DeviceFacts, local_rank: int = 0) -> torch.device:
@@ -174,9 +226,15 @@ def decide(requested: str, facts: DeviceFacts, local_rank: int = 0) -> torch.dev
         return torch.device("cpu")
     if facts.usable:
         if local_rank >= facts.device_count:
+            visible = facts.visible_devices
+            why = ""
+            if visible is not None:
+                why = f" with CUDA_VISIBLE_DEVICES={_shown(visible)}"
+                ended = visible_gpus(visible, facts.nvidia_devices)[1]
+                why += f": {ended}" if ended else ""
             raise DeviceError(
-                f"process {local_rank} has no GPU ({facts.device_count} visible); use at "
-                "most one process per GPU (GPUS=<number of GPUs>)")
+                f"process {local_rank} has no GPU ({facts.device_count} visible{why}); use "
+                "at most one process per GPU (GPUS=<number of GPUs>)")
         return torch.device("cuda", local_rank)
     if requested == "auto" and not facts.nvidia_present:
         return torch.device("cpu")
