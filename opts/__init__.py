@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from formats.yaml_limits import load_yaml_file, load_yaml_text
+from formats.yaml_limits import YamlRefused, load_yaml_file, load_yaml_text
 from opts.values import ConfigError, Key, check_value
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,6 +166,8 @@ def read_preset(path: Path) -> dict:
         values = load_yaml_file(path)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except YamlRefused as e:
+        raise ConfigError(f"{path}: refused ({e})") from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits
         raise ConfigError(f"{path}: unreadable value ({str(e)[:80]})") from None
     if not isinstance(values, dict):

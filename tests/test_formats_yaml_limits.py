@@ -111,7 +111,7 @@ def test_size_is_checked_before_anything_is_read(tmp_path):
         load_yaml_file(big)
     assert peak_bytes(lambda: load_yaml_file(big)) < 1_000_000  # the 50 MB were never read
     # The same through the readers: one line naming the file.
-    with pytest.raises(opts.ConfigError, match=rf"^{big}: unreadable value \(\d+ bytes, more"):
+    with pytest.raises(opts.ConfigError, match=rf"^{big}: refused \(\d+ bytes, more"):
         opts.read_preset(big)
     with pytest.raises(ScoreError, match=rf"^{big}: larger than 4 MB"):
         read_reference_file(big, [])
@@ -141,10 +141,10 @@ def test_special_and_non_utf8_files_are_refused_without_blocking(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (alias_bomb(), r"unreadable value \(over 20000 values with aliases expanded"),
-    ("mean: " + "[" * 5000 + "]" * 5000 + "\n", r"unreadable value \(nested more than 64"),
-    (f"gpus: {HUGE}\n", r"unreadable value \(line 5: an integer of 400 characters is beyond"),
-    ("lr: 1.0e+400\n", r"unreadable value \(line 5: the number 1.0e\+400 is beyond"),
+    (alias_bomb(), r"refused \(over 20000 values with aliases expanded"),
+    ("mean: " + "[" * 5000 + "]" * 5000 + "\n", r"refused \(nested more than 64"),
+    (f"gpus: {HUGE}\n", r"refused \(line 5: an integer of 400 characters is beyond"),
+    ("lr: 1.0e+400\n", r"refused \(line 5: the number 1.0e\+400 is beyond"),
 ])
 def test_presets_refuse_in_one_line_naming_the_file(tmp_path, extra, message):
     path = preset(tmp_path, extra)
