@@ -173,7 +173,8 @@ def test_a_number_too_long_to_read_is_one_line(tmp_path):
         opts.parse_set(["lr=" + "1" * 5000])
     path = tmp_path / "big.yaml"
     path.write_text("name: X\nmodel: x3d_m\nlr: " + "1" * 5000 + "\n")
-    with pytest.raises(opts.ConfigError, match=r"big.yaml: refused \(line 3: an integer of 5000 characters"):
+    with pytest.raises(opts.ConfigError,
+                       match=r"big.yaml: refused \(line 3: an integer of 5000 characters"):
         opts.read_preset(path)
 
 
