@@ -6,6 +6,10 @@
 #   GPUS     processes (GPUs) per node               (1)
 #   WORKERS  DataLoader workers per process          (8)
 #   RESULTS  results folder                          (results)
+#   SYSTEM   the name results are grouped by, e.g. dgx-a100-rack3   (the host's name)
+#   SYSTEM_DESCRIPTION  a YAML/JSON file describing the system (interconnect, storage,
+#            network, power_cap_w, cooling, notes), recorded with each run   (none)
+#   RUNS     bench-*: runs of the campaign, seeds 0..RUNS-1 (the rules: 5)   (1)
 #   TORCH_INDEX  PyTorch wheel index for torch and torchvision, e.g.
 #            https://download.pytorch.org/whl/cu126 for a driver older than the pinned
 #            build's CUDA 13 (none: PyPI); takes effect on a fresh venv (make clean-venv)
@@ -26,6 +30,9 @@ STORE   ?= data/frames/$(notdir $(DATA))_$(FORMAT)
 GPUS    ?= 1
 WORKERS ?= 8
 RESULTS ?= results
+SYSTEM  ?=
+SYSTEM_DESCRIPTION ?=
+RUNS    ?= 1
 K400     ?=
 K20_REPO ?= https://github.com/emadRad/VideoModelBenchmark.git
 CNN_CONFIG         ?= configs/X3D_M.yaml
@@ -47,8 +54,13 @@ SYNTH_ARGS   ?=
 DEMO_ARGS    ?=
 
 TORCHRUN := $(PY) -m train.torchrun --standalone --nproc-per-node=$(GPUS)
+SYSTEM_ARGS = $(if $(SYSTEM),--set system=$(SYSTEM)) \
+              $(if $(SYSTEM_DESCRIPTION),--set system_description=$(SYSTEM_DESCRIPTION))
+# RUNS=N: N runs one after another (seeds 0..N-1), continued where a stop left it, then scored.
+CAMPAIGN = $(PY) -m train.campaign --runs $(RUNS) --
+SCORE_CAMPAIGN = $(if $(filter-out 1,$(RUNS)),$(PY) -m score --results $(RESULTS))
 
-.PHONY: venv native synth data check frames verify bench-cnn bench-transformer resume score demo test faults lint perf probe clean-venv
+.PHONY: venv native synth data check frames verify bench bench-cnn bench-transformer resume score demo test faults lint perf probe clean-venv
 
 venv: $(ENV)
 
@@ -87,10 +99,17 @@ verify: $(STAMP)
 	$(PY) -m preprocess verify --store $(STORE)
 
 bench-cnn: $(ENV)
-	$(TORCHRUN) -m train --config $(CNN_CONFIG) --data $(STORE) --workers $(WORKERS) --out $(RESULTS) $(TRAIN_ARGS)
+	$(CAMPAIGN) $(TORCHRUN) -m train --config $(CNN_CONFIG) --data $(STORE) --workers $(WORKERS) --out $(RESULTS) $(SYSTEM_ARGS) $(TRAIN_ARGS)
+	$(SCORE_CAMPAIGN)
 
 bench-transformer: $(ENV)
-	$(TORCHRUN) -m train --config $(TRANSFORMER_CONFIG) --data $(STORE) --workers $(WORKERS) --out $(RESULTS) $(TRAIN_ARGS)
+	$(CAMPAIGN) $(TORCHRUN) -m train --config $(TRANSFORMER_CONFIG) --data $(STORE) --workers $(WORKERS) --out $(RESULTS) $(SYSTEM_ARGS) $(TRAIN_ARGS)
+	$(SCORE_CAMPAIGN)
+
+# Both models, one campaign each (RUNS=5 for the rules' runs).
+bench: $(ENV)
+	$(MAKE) --no-print-directory bench-cnn
+	$(MAKE) --no-print-directory bench-transformer
 
 # A run keeps its own store: --data only if STORE is given on the command line (it must then
 # have the run's fingerprint).

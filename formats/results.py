@@ -13,6 +13,7 @@ A run folder ``<results>/<config name>/<run id>/`` holds:
     heartbeat      the run clock, rewritten about once a second while the run trains
     checkpoint.pt  the trainer's own resume point
     .lock          held (flock) by the process training in the folder; names it
+    system_description.json  the user's description of the system (if one was given)
 
 Under torchrun, ``<results>/.torchrun/<launch id>.json`` names the run folder a launch
 created, for its restarts to continue (train/rundir/attempts.py); it is not a run.
@@ -41,7 +42,13 @@ EPOCHS_FILE = "epochs.csv"
 RUN_FILE = "run.json"
 HEARTBEAT_FILE = "heartbeat"
 CHECKPOINT_FILE = "checkpoint.pt"
+SYSTEM_DESCRIPTION_FILE = "system_description.json"  # the user's description, if given
 RUN_FILES = (RUN_FILE, EPOCHS_FILE, CONFIG_FILE, SYSTEM_FILE)
+
+# system_description.json: what a user says of the system beyond what system.json reads
+# (README, "Comparing machines"); every key optional, text values but ``power_cap_w``.
+SYSTEM_DESCRIPTION_KEYS = ("interconnect", "storage", "network", "power_cap_w", "cooling",
+                           "notes")
 
 # epochs.csv. ``eval`` says which evaluation the row carries:
 #   "scheduled"  an evaluation of the workload's schedule (the only ones that can reach the
@@ -131,7 +138,8 @@ ABANDONED_AFTER_S = 6 * 3600
 
 # run.json keys (written by train/results.RunRecord.to_json):
 #   format, protocol, config, model, run_id, target_top1, state, reached, t_target_s,
-#   epochs_done, finished, gpus, nodes, workers, device, machine, compliant, changed_keys,
+#   epochs_done, finished, gpus, nodes, workers, device, machine, system (the system's name:
+#   SYSTEM=, else rank 0's host), campaign ({"run": k, "runs": N} or null), compliant, changed_keys,
 #   compliance_issues (list of one-line reasons; empty when compliant), git_dirty, resumed,
 #   restarts, lost_s, untimed_s, seed, eval_epochs (0-based epochs with a scheduled
 #   evaluation), store (see STORE_KEYS), attempts (one entry per process launch: started,

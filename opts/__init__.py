@@ -78,6 +78,15 @@ KEYS: dict[str, Key] = {
     "timeout_s": Key("float", 600.0, minimum=1.0, maximum=7 * 86400.0),
     "data": Key("str", "data/frames/kinetics20_jpg"),
     "out": Key("str", "results"),
+    # The system the run is a result of (README, "Comparing machines"): the name that groups
+    # its results (None: the host's name) and an optional description file (interconnect,
+    # storage, power cap, notes) recorded with the run.
+    "system": Key("str", None, file_name=True),
+    "system_description": Key("str", None),
+    # A campaign of campaign_runs runs (make bench-cnn RUNS=N): this is run campaign_run
+    # (0-based), and its seed is campaign_run: the runs are samples of one workload.
+    "campaign_runs": Key("int", 0, minimum=0, maximum=1000),
+    "campaign_run": Key("int", 0, minimum=0, maximum=999),
 }
 
 # Options passed to models.build, per model, with the workload's values.
@@ -96,7 +105,8 @@ MODEL_OPTIONS: dict[str, dict[str, Key]] = {
     },
 }
 
-RESOURCE_KNOBS = ("gpus", "workers", "data", "out", "eval_every", "device", "timeout_s")
+RESOURCE_KNOBS = ("gpus", "workers", "data", "out", "eval_every", "device", "timeout_s",
+                  "system", "system_description", "campaign_runs", "campaign_run")
 NOT_WORKLOAD = RESOURCE_KNOBS + ("stop_at_target",)
 
 
@@ -203,9 +213,18 @@ def baseline_preset(config: dict, given: Path) -> tuple[dict, Path]:
 
 
 def changed_keys(config: dict, baseline: dict) -> list[str]:
-    """Keys whose value differs from the baseline preset, apart from the resource knobs."""
+    """Keys whose value differs from the baseline preset, apart from the resource knobs (and a
+    campaign run's seed, when it is the campaign's rule)."""
     names = (set(config) | set(baseline)) - set(NOT_WORKLOAD)
+    if is_campaign_seed(config):
+        names.discard("seed")
     return sorted(k for k in names if config.get(k) != baseline.get(k))
+
+
+def is_campaign_seed(config: dict) -> bool:
+    """True for a campaign's run whose seed follows the campaign rule: run k has seed k."""
+    runs, run = config.get("campaign_runs") or 0, config.get("campaign_run") or 0
+    return runs > 0 and run < runs and config.get("seed") == run
 
 
 def build_parser() -> argparse.ArgumentParser:

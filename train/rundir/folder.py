@@ -32,7 +32,13 @@ import yaml
 
 import formats.results as results_format
 from formats.files import atomic_write
-from formats.results import CHECKPOINT_FILE, CONFIG_FILE, RUN_FILE, EpochRow
+from formats.results import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    RUN_FILE,
+    SYSTEM_DESCRIPTION_FILE,
+    EpochRow,
+)
 from preprocess.identity import store_compliance_issues
 from preprocess.lock import store_read_lock
 from train import TrainError
@@ -67,6 +73,7 @@ class RunFolder:
         self._lost_s = 0.0
         self._store: dict = {}
         self._found: Path | None = None  # the folder continued (None: a new run)
+        self._description: dict | None = None  # the user's system description (rank 0)
         self._untimed_before = 0.0  # untimed seconds of earlier attempts
 
     # ---- opening -----------------------------------------------------------------------------
@@ -112,6 +119,7 @@ class RunFolder:
         self._store = agreed(d, lambda: check_store(config, self._point, self._previous))
 
     def _reopen(self) -> tuple[Path | None, dict]:
+        self._description = system.read_system_description(self.config["system_description"])
         run_dir, fd, previous = reopen(self.resume, self.config, self.own_start)
         if fd is not None:
             self._held.callback(os.close, fd)
@@ -176,10 +184,13 @@ class RunFolder:
             untimed_s=point.untimed_s if point else 0.0, reached=point.reached if point else False,
             t_target_s=point.t_target_s if point else None,
             epochs_done=point.epoch + 1 if point else 0, store={**self._store, "clips": clips},
-            store_issues=store_compliance_issues(self._store), attempts=runs)
+            store_issues=store_compliance_issues(self._store), attempts=runs,
+            system=system.system_name(config, nodes))
         self._say_continued(path)
         atomic_write(path / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         atomic_write(path / attempts.system_file(len(runs) - 1), _json(info))
+        if self._description is not None:
+            atomic_write(path / SYSTEM_DESCRIPTION_FILE, _json(self._description))
         atomic_write(path / RUN_FILE, _json(record.to_json()))
         return record, path
 

@@ -32,6 +32,7 @@ class RunRecord:
     store: dict | None = None  # the frame store read (formats.results.STORE_KEYS)
     store_issues: list[str] = field(default_factory=list)  # why the store is not the workload's
     attempts: list[dict] = field(default_factory=list)  # one per process launch
+    system: str = ""  # the name the results are grouped by (SYSTEM=, else the host's)
 
     def compliance_issues(self) -> list[str]:
         """One line per reason the run is not comparable with the reference; [] if compliant."""
@@ -59,6 +60,9 @@ class RunRecord:
             "t_target_s": self.t_target_s, "epochs_done": self.epochs_done,
             "finished": self.finished, "gpus": self.gpus, "nodes": self.nodes,
             "workers": c["workers"], "device": self.device, "machine": self.machine,
+            "system": self.system,
+            "campaign": ({"run": c["campaign_run"], "runs": c["campaign_runs"]}
+                         if c.get("campaign_runs") else None),
             "compliant": not issues, "changed_keys": self.changed_keys,
             "compliance_issues": issues, "git_dirty": self.git_dirty,
             "resumed": self.resumed, "restarts": self.restarts, "lost_s": round(self.lost_s, 3),

@@ -11,8 +11,12 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from datasets.jpeg_window import libjpeg_turbo_version
+from formats.results import SYSTEM_DESCRIPTION_KEYS
+from formats.yaml_limits import load_yaml_file
+from train import TrainError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -165,3 +169,38 @@ def describe(device: torch.device, nodes: list[dict] | int) -> dict:
         "git_dirty": dirty,
         "machine": machine_label(device.type, nodes),
     }
+
+
+def system_name(config: dict, nodes: list[dict]) -> str:
+    """The name a run's results are grouped by: SYSTEM= if given, else the host's name
+    (``<host>-<n>nodes`` for a run across nodes)."""
+    if config.get("system"):
+        return config["system"]
+    host = socket.gethostname().split(".")[0] or "host"
+    return host if len(nodes) <= 1 else f"{host}-{len(nodes)}nodes"
+
+
+def read_system_description(path: str | None) -> dict | None:
+    """The user's description of the system (a YAML or JSON mapping of
+    formats.results.SYSTEM_DESCRIPTION_KEYS), or None; one-line TrainError if it is unusable."""
+    if not path:
+        return None
+    fix = "SYSTEM_DESCRIPTION= names a YAML or JSON file of " + \
+        ", ".join(SYSTEM_DESCRIPTION_KEYS) + " (README, Comparing machines)"
+    try:
+        values = load_yaml_file(Path(path))
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainError(f"{path}: unreadable system description ({reason}); {fix}") from None
+    if not isinstance(values, dict):
+        raise TrainError(f"{path}: not a mapping; {fix}")
+    unknown = sorted(str(k) for k in values if k not in SYSTEM_DESCRIPTION_KEYS)
+    if unknown:
+        raise TrainError(f"{path}: unknown key {', '.join(unknown)}; {fix}")
+    for key, value in values.items():
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0 \
+            if key == "power_cap_w" else isinstance(value, str) and len(value) <= 2000
+        if not ok:
+            raise TrainError(f"{path}: {key}: {str(value)[:60]!r} is not "
+                             f"{'a power in watts' if key == 'power_cap_w' else 'text'}; {fix}")
+    return values
