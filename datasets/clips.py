@@ -20,6 +20,8 @@ import torch
 
 from datasets import native
 from datasets.decode import ClipFrames
+from datasets.transforms import ArrayFrames
+from formats.raw import video_frames
 from formats.store import StoreError, check_settings, index_path, read_index
 from preprocess.frame_bytes import read_frame_bytes
 
@@ -32,7 +34,7 @@ def clip_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Clips of one split of a frame store (JPEG folders or HDF5).
+    """Clips of one split of a frame store (JPEG folders, HDF5, or decoded frames).
 
     ``ds[index]`` (evaluation, epoch 0) or ``ds[(epoch, index)]`` (training) returns
     ``(clip, label, video_index)``: ``clip`` is uint8 clip_len x crop x crop x 3, to be
@@ -55,6 +57,8 @@ class ClipDataset(torch.utils.data.Dataset):
         self.seed = seed
         native.load()  # a missing library is one clear error here, not one per worker
         self.settings = check_settings(self.store, fps=STORE_FPS)
+        # A decoded store: each clip is a window of the video's memory map, no JPEG decoded.
+        self.decoded = self.settings.format == "raw"
         # Dataset order, as the original's (torchvision's) listing: class folders by name
         # (= label order), videos by name within a class, each video's clips in time order.
         # The original sorted file names; the index holds stems, which sort alike whenever
@@ -112,7 +116,12 @@ class ClipDataset(torch.utils.data.Dataset):
         video = int(self.clip_video[index])
         record = self.records[video]
         indices = self.clip_frames(index)
-        jpegs = read_frame_bytes(self.store, record, indices)
-        frames = ClipFrames(jpegs, self.store, record, indices)
+        if self.decoded:
+            # Consecutive frames: a view of the map; the transform reads only each frame's
+            # crop window from it (rows are contiguous, columns a slice of each row).
+            frames = ArrayFrames(video_frames(self.store, record)[indices[0] : indices[-1] + 1])
+        else:
+            jpegs = read_frame_bytes(self.store, record, indices)
+            frames = ClipFrames(jpegs, self.store, record, indices)
         clip = self.transform(frames, clip_rng(self.seed, epoch, index))
         return clip, record.label, video

@@ -47,8 +47,9 @@ def flat_frame_number(frame: np.ndarray) -> int:
     return int(round((float(frame.mean()) - 10) / 6))
 
 
-def encode(frames: list[np.ndarray], quality: int = 95) -> list[bytes]:
-    return [simplejpeg.encode_jpeg(np.ascontiguousarray(f), quality=quality) for f in frames]
+def encode(frames: list[np.ndarray], quality: int = 95, subsampling: str = "444") -> list[bytes]:
+    return [simplejpeg.encode_jpeg(np.ascontiguousarray(f), quality=quality,
+                                   colorsubsampling=subsampling) for f in frames]
 
 
 def make_store(
@@ -57,16 +58,18 @@ def make_store(
     videos: dict[str, list[tuple[str, str, list[np.ndarray]]]],
     classes: tuple[str, ...] = CLASSES,
     fps: int = 15,
+    subsampling: str = "444",
 ) -> Path:
     """A store at ``root`` in format ``fmt`` ("jpg" or "hdf5"). ``videos`` maps a split to
-    (class_name, stem, frames) tuples."""
+    (class_name, stem, frames) tuples; ``subsampling``: the JPEGs' chroma ("420": the
+    builder's)."""
     root.mkdir(parents=True, exist_ok=True)
     for split, items in videos.items():
         records = []
         h5 = h5py.File(root / f"{split}.h5", "w") if fmt == "hdf5" else None
         for class_name, stem, frames in items:
             video_id = f"{class_name}/{stem}"
-            jpegs = encode(frames)
+            jpegs = encode(frames, subsampling=subsampling)
             if h5 is not None:
                 offsets = np.cumsum([0] + [len(j) for j in jpegs]).astype(np.int64)
                 data = np.frombuffer(b"".join(jpegs), np.uint8)
