@@ -126,9 +126,13 @@ def check_space(store: Path, todo: list[tuple[str, VideoRecord]]) -> None:
     free = shutil.disk_usage(store).free
     if need > free:
         raise StoreError(
-            f"{store}: the decoded frames of {len(todo)} videos need about {need / 1e9:.2f} GB "
-            f"free, {free / 1e9:.2f} GB are free; free space (or choose another --out) and run "
+            f"{store}: the decoded frames of {len(todo)} videos need about {size_text(need)} "
+            f"free, {size_text(free)} are free; free space (or choose another --out) and run "
             "the same command again")
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def build_decoded_store(jpeg_store: Path, store: Path, jobs: int = -1,
@@ -254,7 +258,7 @@ def _record_identity(jpeg_store: Path, store: Path, source: dict, summary: Summa
 
 def _print_summary(s: Summary, store: Path) -> None:
     print(f"{store}: {s.done} videos decoded, {s.skipped} skipped (already complete), "
-          f"{s.failed} failed; {s.frames} frames, {s.bytes / 1e6:.1f} MB in {s.seconds:.1f} s")
+          f"{s.failed} failed; {s.frames} frames, {size_text(s.bytes)} in {s.seconds:.1f} s")
     for split, video, reason in s.failures[:20]:
         print(f"  failed: {split}: {video}: {reason}")
     if s.failures:
