@@ -4,7 +4,6 @@ decoded from; a damaged or truncated decoded file is a one-line StoreError namin
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,12 @@ import torch
 
 from datasets import ClipDataset, StoreError, TrainTransform, ValTransform
 from formats.raw import HEADER_SIZE
-from formats.store import read_index, read_settings, write_settings
+from formats.store import read_index, read_settings
 from preprocess.decoded import build_decoded_store
 from preprocess.identity import (
     RECORD_OK,
     read_store_identity,
     store_compliance_issues,
-    store_fingerprint,
 )
 from tests.helpers import datasets as helpers
 
@@ -39,11 +37,7 @@ def _jpeg_store(root: Path, fmt: str) -> Path:
         split = "val" if i % 4 == 3 else "train"
         frames = helpers.textured_frames(CLIP_LEN * 3 + i % 3, h, w, seed=i)
         videos[split].append((helpers.CLASSES[i % 3], f"v{i:02d}", frames))
-    store = helpers.make_store(root, fmt, videos, subsampling="420")
-    identity = {"version": 1, "fingerprint": store_fingerprint(store), "failed_videos": 0,
-                "dataset_check": {"matches_kinetics20": True, "missing": 0, "extra": 0}}
-    write_settings(store, replace(read_settings(store), identity=identity))
-    return store
+    return helpers.mark_built(helpers.make_store(root, fmt, videos, subsampling="420"))
 
 
 @pytest.fixture(scope="module", params=["jpg", "hdf5"])

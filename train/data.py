@@ -29,6 +29,7 @@ from torch.utils.data._utils.signal_handling import _remove_worker_pids
 
 from datasets import ClipDataset, TrainTransform, ValTransform, make_loader
 from datasets.loader import init_worker
+from formats.raw import video_bytes
 from train import TrainError, signals
 from train.distributed import Dist
 
@@ -143,6 +144,9 @@ def build_data(config: dict, d: Dist) -> Data:
     if d.is_main:  # e.g. videos too short for one clip: reported once, as one line each
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr, flush=True)
+        bigger = decoded_store_warning(train_set, val_set)
+        if bigger:
+            print(f"warning: {bigger}", file=sys.stderr, flush=True)
     if train_set.num_classes != config["num_classes"]:
         raise TrainError(
             f"{config['data']}: the store has {train_set.num_classes} classes but the config "
@@ -170,6 +174,31 @@ def build_data(config: dict, d: Dist) -> Data:
             loader.worker_init_fn = _init_worker
     return Data(train_set, val_set, Bounded(train_loader, config["timeout_s"]),
                 Bounded(val_loader, config["timeout_s"]), train_sampler, val_sampler)
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+
+
+def decoded_store_warning(train_set: ClipDataset, val_set: ClipDataset,
+                          memory: int | None = None) -> str | None:
+    """The warning for a decoded store that the page cache cannot hold: every epoch then
+    reads it from disk again, at the disk's speed (README, "Which store")."""
+    if not train_set.decoded:
+        return None
+    memory = memory_bytes() if memory is None else memory
+    size = sum(video_bytes(r.kept_frames, r.height, r.width)
+               for ds in (train_set, val_set) for r in ds.records)
+    if memory is None or size <= memory:
+        return None
+    return (f"{train_set.store}: the decoded store is {size / 1e9:.1f} GB, more than this "
+            f"machine's {memory / 1e9:.1f} GB of memory: each epoch reads it from disk again, "
+            "so the disk's speed may bound the run (a JPEG store is 7x smaller; README, "
+            "\"Which store\")")
 
 
 def _init_worker(worker_id: int) -> None:

@@ -7,6 +7,7 @@ This module holds helpers only (no tests); the test_datasets_* modules import it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -16,11 +17,13 @@ import simplejpeg
 from formats.store import (
     StoreSettings,
     VideoRecord,
+    read_settings,
     video_dir,
     write_index,
     write_settings,
     write_video_dir,
 )
+from preprocess.identity import store_fingerprint
 
 CLASSES = ("bending_back", "drinking", "hurdling")
 
@@ -101,6 +104,15 @@ def make_store(
     )
     write_settings(root, settings)
     return root
+
+
+def mark_built(store: Path) -> Path:
+    """Give a test store the identity record of a complete build from the benchmark's
+    dataset, as make frames records it (what ``preprocess decode`` asks of a JPEG store)."""
+    identity = {"version": 1, "fingerprint": store_fingerprint(store), "failed_videos": 0,
+                "dataset_check": {"matches_kinetics20": True, "missing": 0, "extra": 0}}
+    write_settings(store, replace(read_settings(store), identity=identity))
+    return store
 
 
 def video_id(i: int) -> str:
