@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data._utils.signal_handling import _remove_worker_pids
 
 from datasets import ClipDataset, TrainTransform, ValTransform, make_loader
-from datasets.loader import init_worker
+from datasets.loader import POOL_EXTRA, init_worker
 from formats.raw import video_bytes
 from train import TrainError, signals
 from train.distributed import Dist
@@ -216,6 +216,15 @@ def shm_needed(per_process_batch: int, clip_len: int, crop: int, workers: int,
                      * SHM_MARGIN)
 
 
+def pool_bytes(per_process_batch: int, clip_len: int, train_crop: int, workers: int,
+               processes: int, prefetch_factor: int = PREFETCH_FACTOR) -> int:
+    """Bytes of the batch buffers that the training loader's workers keep and reuse
+    (``datasets.batches``: ``prefetch_factor + POOL_EXTRA`` training batches each), which
+    stay while the evaluation loader's batches come and go."""
+    batch = per_process_batch * clip_len * train_crop * train_crop * 3
+    return batch * (prefetch_factor + POOL_EXTRA) * workers * processes
+
+
 def shm_free(path: str = SHM_PATH) -> int | None:
     """Free bytes in the shared-memory file system at ``path`` (None: no such file system)."""
     try:
@@ -232,8 +241,10 @@ def check_shm(config: dict, d: Dist, path: str | None = None) -> None:
     if workers == 0 or free is None:
         return
     crop = max(config["train_crop"], config["val_crop"])
-    per_worker = shm_needed(config["batch_size"] // d.world_size, config["clip_len"], crop, 1,
-                            d.node_processes)
+    batch = config["batch_size"] // d.world_size
+    per_worker = (shm_needed(batch, config["clip_len"], crop, 1, d.node_processes)
+                  + pool_bytes(batch, config["clip_len"], config["train_crop"], 1,
+                               d.node_processes))
     need = per_worker * workers
     if need <= free:
         return
