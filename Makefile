@@ -137,6 +137,7 @@ faults: $(ENV)
 perf: synth $(NATIVE)
 	$(PY) -m perf.frames --data $(DEMO_DATA)
 	$(PY) -m perf.loader_speed --quick
+	$(PY) -m perf.decoded_store --quick
 	$(PY) -m perf.model_step --quick
 	$(PY) -m perf.model_flops
 

@@ -197,8 +197,8 @@ def decoded_store_warning(train_set: ClipDataset, val_set: ClipDataset,
         return None
     return (f"{train_set.store}: the decoded store is {size / 1e9:.1f} GB, more than this "
             f"machine's {memory / 1e9:.1f} GB of memory: each epoch reads it from disk again, "
-            "so the disk's speed may bound the run (a JPEG store is 7x smaller; README, "
-            "\"Which store\")")
+            "so the disk's speed may bound the run (a JPEG store is 7 to 13 times smaller; "
+            "README, \"Which store\")")
 
 
 def _init_worker(worker_id: int) -> None:
