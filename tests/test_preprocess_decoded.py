@@ -4,6 +4,7 @@ same command, which must leave the store an uninterrupted run leaves."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from preprocess.decoded import build_decoded_store
 from preprocess.extract import ExtractOptions
 from preprocess.frames import build_store
 from preprocess.identity import read_store_identity, store_compliance_issues
+from preprocess.lock import WRITER_LOCK_FILE
 from preprocess.synth import SynthOptions, make_dataset
 from preprocess.verify import verify_store
 from tests.helpers.faults import fault_rng, python_module, tree, wait_gone, wait_until
@@ -118,6 +120,19 @@ def test_bad_input_is_one_line(jpeg_store, reference, tmp_path, capsys):
     assert "not empty and not a frame store" in capsys.readouterr().err
     assert _decode(jpeg_store, jpeg_store) == 2
     assert "is the JPEG store itself" in capsys.readouterr().err
+
+
+def test_a_jpeg_store_being_written_is_not_decoded(jpeg_store, tmp_path, capsys):
+    fd = os.open(jpeg_store / WRITER_LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a make frames run into it holds it
+        assert _decode(jpeg_store, tmp_path / "raw") == 2
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {jpeg_store}: a make frames run is writing this store; wait for it " \
+                  "to finish, then start again"
+    assert not (tmp_path / "raw").exists()
 
 
 def _finished(store: Path) -> int:
