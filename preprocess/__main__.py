@@ -9,7 +9,7 @@ import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from formats.store import JPEG_FORMATS, StoreError
+from formats.store import FORMATS, StoreError
 from preprocess.getdata import DEFAULT_REPO, GetDataError, default_csv
 from preprocess.kinetics import LayoutError
 from preprocess.resample import parse_fps
@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("frames", help="decode videos into a frame store")
     f.add_argument("--data", type=Path, required=True, help="dataset folder (Kinetics layout)")
     f.add_argument("--out", type=Path, required=True, help="frame store folder")
-    f.add_argument("--format", choices=JPEG_FORMATS, default="jpg",
-                   help="decoded frames (raw): make this store, then `decode` it")
+    f.add_argument("--format", choices=FORMATS, default="jpg",
+                   help="raw (decoded frames) is made from a JPEG store: see `decode`")
     f.add_argument("--short-side", type=int, default=320,
                    help="resize so the short side is this (never enlarges)")
     f.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100")
@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         from preprocess.extract import ExtractOptions
         from preprocess.frames import build_store
 
+        if args.format == "raw":
+            raise StoreError("--format raw: a decoded store is made from a JPEG store; run "
+                             "make frames FORMAT=raw, or build a jpg store and then "
+                             "python -m preprocess decode --jpeg-store STORE --out DECODED")
         opts = ExtractOptions(args.format, args.short_side, args.quality)
         summary = build_store(args.data, args.out, opts, jobs=args.jobs)
         return 1 if args.strict and summary.failed else 0

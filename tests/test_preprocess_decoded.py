@@ -120,6 +120,11 @@ def test_bad_input_is_one_line(jpeg_store, reference, tmp_path, capsys):
     assert "not empty and not a frame store" in capsys.readouterr().err
     assert _decode(jpeg_store, jpeg_store) == 2
     assert "is the JPEG store itself" in capsys.readouterr().err
+    assert preprocess_main(["frames", "--data", str(tmp_path), "--out", str(tmp_path / "x"),
+                            "--format", "raw"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --format raw: a decoded store is made from a JPEG store")
+    assert len(err.splitlines()) == 1
 
 
 def test_a_jpeg_store_being_written_is_not_decoded(jpeg_store, tmp_path, capsys):
