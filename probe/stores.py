@@ -112,7 +112,9 @@ def formats_line(m: dict, memory: int | None) -> str | None:
                                                     if memory else ")"))
     fed = [e for e in entries if e["bound"] != "data"]
     side = "the GPUs" if m["device"] == "cuda" else "the CPU"
-    if not fed:
+    if len(entries) == 1:
+        verdict = f"it {'keeps' if fed else 'does not keep'} {side} fed"
+    elif not fed:
         verdict = f"neither store keeps {side} fed with these settings"
     elif len(fed) == len(entries):
         verdict = f"either store keeps {side} fed"
