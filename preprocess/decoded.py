@@ -12,7 +12,8 @@ decoded store made from a compliant JPEG store is compliant.
 
 As ``make frames``: one video is the unit of work and of resumption (its file is written
 under a temporary name and renamed), a rerun skips videos whose file is complete and was
-decoded from the same index row, a video that cannot be decoded is listed in failures.csv,
+decoded from the same index row (and removes the files of videos no longer indexed), a video
+that cannot be decoded is listed in failures.csv,
 the free space is checked before writing (the size needed is in the message), a full disk
 stops the run with one line and a rerun resumes; the store locks are held (preprocess.lock),
 and the JPEG store is held as a training run holds it (a ``make frames`` into it waits).
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from datasets.decode import frame_source
 from datasets.jpeg_window import JpegError, decode_window
-from formats.raw import check_file, raw_location, video_bytes, write_raw_video
+from formats.raw import RAW_SUFFIX, check_file, raw_location, video_bytes, write_raw_video
 from formats.store import (
     JPEG_FORMATS,
     StoreError,
@@ -223,6 +224,11 @@ def _build(jpeg_store: Path, store: Path, index: dict[str, list[VideoRecord]], j
     for split, rows in done.items():
         write_index(store, split, [replace(r, location=raw_location(split, r.video_id))
                                    for r in rows])
+        # Files of videos the JPEG store no longer has (or that failed now): 409 KB a frame.
+        indexed = {store / raw_location(split, r.video_id) for r in rows}
+        for path in store.glob(f"{split}/*/*{RAW_SUFFIX}"):
+            if path not in indexed:
+                path.unlink(missing_ok=True)
     write_failures(store, _source_failures(jpeg_store) + summary.failures)
 
 

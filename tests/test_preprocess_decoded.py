@@ -62,8 +62,11 @@ def test_rerun_skips_and_verify_finds_a_changed_pixel(jpeg_store, reference, tmp
     store = tmp_path / "raw"
     assert _decode(jpeg_store, store) == 0
     assert f"{TOTAL} videos decoded, 0 skipped" in capsys.readouterr().out
+    stale = _files(store)[0].with_name(f"gone{RAW_SUFFIX}")  # a video no longer in the index
+    stale.write_bytes(b"old")
     assert _decode(jpeg_store, store) == 0
     assert f"0 videos decoded, {TOTAL} skipped" in capsys.readouterr().out
+    assert not stale.exists()
     assert tree(store) == tree(reference)
     assert verify_store(store, jobs=1, quiet=True) == []
     for split in ("train", "val"):
