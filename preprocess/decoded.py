@@ -13,10 +13,10 @@ decoded store made from a compliant JPEG store is compliant.
 As ``make frames``: one video is the unit of work and of resumption (its file is written
 under a temporary name and renamed), a rerun skips videos whose file is complete and was
 decoded from the same index row (and removes the files of videos no longer indexed), a video
-that cannot be decoded is listed in failures.csv,
-the free space is checked before writing (the size needed is in the message), a full disk
-stops the run with one line and a rerun resumes; the store locks are held (preprocess.lock),
-and the JPEG store is held as a training run holds it (a ``make frames`` into it waits).
+that cannot be decoded is listed in failures.csv, the free space is checked before writing
+(the size needed is in the message), a full disk stops the run with one line and a rerun
+resumes; the store locks are held (preprocess.lock), and the JPEG store is held as a
+training run holds it (a ``make frames`` into it waits).
 """
 
 from __future__ import annotations
