@@ -1,8 +1,10 @@
 # Video Model Benchmark. Every target creates .venv on first use; there is no
 # separate install step. Variables (override on the command line):
 #   DATA     dataset folder in Kinetics layout      (data/kinetics20)
-#   FORMAT   frame store format: jpg | hdf5          (jpg)
+#   FORMAT   frame store format: jpg | hdf5 | raw    (jpg; raw: decoded frames, made from
+#            the JPEG store JPEG_STORE, README "Which store")
 #   STORE    frame store folder                      (data/frames/<dataset>_<format>)
+#   JPEG_STORE  FORMAT=raw: the JPEG store it is decoded from (data/frames/<dataset>_jpg)
 #   GPUS     processes (GPUs) per node               (1)
 #   WORKERS  DataLoader workers per process          (8)
 #   RESULTS  results folder                          (results)
@@ -27,6 +29,7 @@ ENV        := $(STAMP) $(NATIVE)
 DATA    ?= data/kinetics20
 FORMAT  ?= jpg
 STORE   ?= data/frames/$(notdir $(DATA))_$(FORMAT)
+JPEG_STORE ?= data/frames/$(notdir $(DATA))_jpg
 GPUS    ?= 1
 WORKERS ?= 8
 RESULTS ?= results
@@ -92,8 +95,14 @@ data: $(STAMP)
 check: $(STAMP)
 	$(PY) -m preprocess check --data $(DATA)
 
+# FORMAT=raw: build (or complete) the JPEG store, then decode it into $(STORE).
 frames: $(STAMP)
+ifeq ($(FORMAT),raw)
+	$(PY) -m preprocess frames --data $(DATA) --out $(JPEG_STORE) --format jpg
+	$(PY) -m preprocess decode --jpeg-store $(JPEG_STORE) --out $(STORE)
+else
 	$(PY) -m preprocess frames --data $(DATA) --out $(STORE) --format $(FORMAT)
+endif
 
 verify: $(STAMP)
 	$(PY) -m preprocess verify --store $(STORE)
@@ -147,6 +156,7 @@ faults: $(ENV)
 perf: synth $(NATIVE)
 	$(PY) -m perf.frames --data $(DEMO_DATA)
 	$(PY) -m perf.loader_speed --quick
+	$(PY) -m perf.decoded_store --quick
 	$(PY) -m perf.model_step --quick
 	$(PY) -m perf.model_flops
 

@@ -26,6 +26,11 @@ Public API::
         shuffle=True: training (EpochKeySampler); shuffle=False: evaluation (ShardSampler,
         every clip exactly once across ranks, no padding). Call sampler.set_epoch(epoch)
         before each epoch. Batches: (clips uint8 B x T x H x W x 3, labels, video_index).
+        The training loader's workers render batches into shared-memory buffers they reuse
+        once the training process has dropped a batch (datasets/batches.py).
+
+    A store of any format (JPEG folders, HDF5, decoded frames: formats/store.py) gives the
+    same clips; a decoded store's frames are memory-mapped once per process (formats/raw.py).
 
     On the device, before the model:  x = ds.transform.normalize(clips.to(device))
         == normalize_clips(clips, mean, std): float32 B x 3 x T x H x W, channels moved to

@@ -16,6 +16,9 @@ from collections.abc import Iterator, Sized
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from datasets.batches import BatchPool, PooledDataset, PooledLoader, collate_pooled
+from datasets.clips import collate_clips
+
 
 class EpochKeySampler(Sampler[tuple[int, int]]):
     """This rank's clip indices for the current epoch, as ``(epoch, index)`` keys.
@@ -66,6 +69,12 @@ class ShardSampler(Sampler[int]):
         return self.stop - self.start
 
 
+# Batch buffers per training-loader worker beyond its prefetched batches: the one being
+# filled, the one the training step holds and the one before it, not yet seen released
+# (fewer and a worker falls back to fresh shared memory now and then; never wrong).
+POOL_EXTRA = 3
+
+
 def init_worker(worker_id: int) -> None:
     """Set up a loader worker: freed clip memory is kept for the next clips
     (``reuse_freed_memory``). (Each worker is one thread: torch uses one in DataLoader
@@ -110,13 +119,20 @@ def make_loader(
     ``shuffle=True`` is the training loader (EpochKeySampler, shuffled, keys with the epoch);
     ``shuffle=False`` is the evaluation loader (ShardSampler, each clip once across ranks;
     keep ``drop_last=False`` there). Batches are ``(clips uint8 B x T x H x W x 3,
-    labels int64 B, video_index int64 B)``."""
+    labels int64 B, video_index int64 B)``; each worker renders a batch's clips straight
+    into the batch's shared-memory tensor (``ClipDataset.__getitems__``, ``collate_clips``),
+    so no clip is copied on its way to the training process, and the training loader's
+    workers reuse ``prefetch_factor + POOL_EXTRA`` such tensors each (``datasets.batches``)."""
     if shuffle:
         sampler = EpochKeySampler(dataset, rank=rank, world_size=world_size, seed=seed)
     else:
         sampler = ShardSampler(dataset, rank=rank, world_size=world_size)
-    loader = DataLoader(
-        dataset,
+    # The training loader's workers reuse their batch buffers; evaluation (two passes in a
+    # run) keeps torch's fresh shared memory per batch, and no buffers between passes.
+    pooled = shuffle and workers > 0
+    loader = (PooledLoader if pooled else DataLoader)(
+        PooledDataset(dataset, BatchPool(workers, prefetch_factor + POOL_EXTRA)) if pooled
+        else dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
@@ -124,6 +140,7 @@ def make_loader(
         prefetch_factor=prefetch_factor if workers > 0 else None,
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
+        collate_fn=collate_pooled if pooled else collate_clips,
         worker_init_fn=init_worker if workers > 0 else None,
     )
     return loader, sampler

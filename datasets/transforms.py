@@ -117,11 +117,12 @@ class ArrayFrames:
             yield frame[rows[0] : rows[1], cols[0] : cols[1]]
 
 
-def render_clip(frames: Frames, params_for) -> torch.Tensor:
+def render_clip(frames: Frames, params_for, out: np.ndarray | None = None) -> torch.Tensor:
     """Scale, flip and crop every frame with one set of parameters.
 
     ``params_for(height, width)`` returns the ClipParams. Only each frame's window is
-    asked for (``frames.windows``). Returns uint8 T x crop x crop x 3."""
+    asked for (``frames.windows``). Returns uint8 T x crop x crop x 3: ``out`` if given (a
+    clip of a batch being filled), else a new array."""
     num_frames = len(frames)
     if num_frames == 0:
         raise ValueError("a clip needs at least one frame")
@@ -129,7 +130,11 @@ def render_clip(frames: Frames, params_for) -> torch.Tensor:
     params = params_for(height, width)
     rows, cols = crop_taps(height, width, params)
     scale = CropScaler(rows, cols)
-    out = np.empty((num_frames, params.crop, params.crop, 3), np.uint8)
+    shape = (num_frames, params.crop, params.crop, 3)
+    if out is None:
+        out = np.empty(shape, np.uint8)
+    elif out.shape != shape:
+        raise ValueError(f"clip of shape {shape} into an output of shape {out.shape}")
     # Each window is scaled into the clip while it is still in the CPU cache.
     for t, window in enumerate(frames.windows((rows.start, rows.stop), (cols.start, cols.stop))):
         scale(window, out[t])
@@ -165,9 +170,10 @@ class TrainTransform:
         left = int(rng.integers(0, new_w - self.crop + 1))
         return ClipParams(short_side, flip, top, left, self.crop)
 
-    def __call__(self, frames: Frames, rng: np.random.Generator) -> torch.Tensor:
-        """A clip's frames -> uint8 T x crop x crop x 3."""
-        return render_clip(frames, lambda h, w: self.params(h, w, rng))
+    def __call__(self, frames: Frames, rng: np.random.Generator,
+                 out: np.ndarray | None = None) -> torch.Tensor:
+        """A clip's frames -> uint8 T x crop x crop x 3 (into ``out`` if given)."""
+        return render_clip(frames, lambda h, w: self.params(h, w, rng), out)
 
     def normalize(self, clips: torch.Tensor) -> torch.Tensor:
         return normalize_clips(clips, self.mean, self.std)
@@ -189,8 +195,9 @@ class ValTransform:
         left = int(round((new_w - self.crop) / 2.0))
         return ClipParams(self.short_side, False, top, left, self.crop)
 
-    def __call__(self, frames: Frames, rng: np.random.Generator | None = None) -> torch.Tensor:
-        return render_clip(frames, self.params)
+    def __call__(self, frames: Frames, rng: np.random.Generator | None = None,
+                 out: np.ndarray | None = None) -> torch.Tensor:
+        return render_clip(frames, self.params, out)
 
     def normalize(self, clips: torch.Tensor) -> torch.Tensor:
         return normalize_clips(clips, self.mean, self.std)

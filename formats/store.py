@@ -14,11 +14,15 @@ Layout of a store folder ``<store>``::
                                files concatenated; attributes ``offsets`` (kept_frames + 1
                                int64) and ``meta`` (the video's meta.json)
       .parts/<split>/<class>/<stem>/   per-video JPEG folders while the store is being built
+    raw format (decoded frames, made from a jpg or hdf5 store: preprocess/decoded.py):
+      <split>/<class>/<stem>.rgb   a header, then kept_frames x height x width x 3 uint8 (RGB,
+                               C order), memory-mapped by the loader (formats/raw.py)
 
 ``short_side`` is a maximum: a source whose short side is smaller keeps its size (the index
 gives every video's width and height).
 
-Both formats hold byte-identical JPEG files, so they give identical pixels. Every per-video
+The jpg and hdf5 formats hold byte-identical JPEG files, so they give identical pixels; a
+raw store holds the pixels the loader decodes from its JPEG store, the same again. Every per-video
 folder is written under a temporary name and renamed when complete, so a killed run never
 leaves a partial video that looks finished. Later stages read only the index and never list
 or probe frames; preprocess/frame_bytes.py reads the frames back.
@@ -38,7 +42,8 @@ from pathlib import Path
 STORE_VERSION = 1
 SETTINGS_FILE = "store.json"
 META_FILE = "meta.json"
-FORMATS = ("jpg", "hdf5")
+JPEG_FORMATS = ("jpg", "hdf5")  # what make frames writes from videos
+FORMATS = (*JPEG_FORMATS, "raw")  # raw: decoded from a JPEG store (preprocess decode)
 
 
 class StoreError(Exception):
@@ -63,7 +68,8 @@ class StoreSettings:
 @dataclass(frozen=True)
 class VideoRecord:
     """One complete video of the store. ``location`` says where its frames are:
-    jpg: a folder relative to the store; hdf5: ``<file>.h5:<dataset path>``."""
+    jpg: a folder relative to the store; hdf5: ``<file>.h5:<dataset path>``; raw: a file
+    ``<split>/<class>/<stem>.rgb`` relative to the store."""
 
     video_id: str  # "<class>/<stem>", unique within a split
     class_name: str

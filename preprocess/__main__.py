@@ -1,5 +1,5 @@
 """Command line of the preprocessing stage:
-``python -m preprocess {synth,frames,verify,check,data}``."""
+``python -m preprocess {synth,frames,decode,verify,check,data}``."""
 
 from __future__ import annotations
 
@@ -42,12 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("frames", help="decode videos into a frame store")
     f.add_argument("--data", type=Path, required=True, help="dataset folder (Kinetics layout)")
     f.add_argument("--out", type=Path, required=True, help="frame store folder")
-    f.add_argument("--format", choices=FORMATS, default="jpg")
+    f.add_argument("--format", choices=FORMATS, default="jpg",
+                   help="raw (decoded frames) is made from a JPEG store: see `decode`")
     f.add_argument("--short-side", type=int, default=320,
                    help="resize so the short side is this (never enlarges)")
     f.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100")
     f.add_argument("--jobs", type=int, default=-1, help="parallel processes (-1: all cores)")
     f.add_argument("--strict", action="store_true", help="exit non-zero if any video fails")
+
+    r = sub.add_parser("decode", help="decode a JPEG store into a decoded-frame store (raw): "
+                       "same clips, no JPEG decoding while training")
+    r.add_argument("--jpeg-store", type=Path, required=True,
+                   help="the JPEG frame store (jpg or hdf5) to decode")
+    r.add_argument("--out", type=Path, required=True, help="decoded-frame store folder")
+    r.add_argument("--jobs", type=int, default=-1, help="parallel processes (-1: all cores)")
+    r.add_argument("--strict", action="store_true", help="exit non-zero if any video fails")
 
     v = sub.add_parser("verify", help="check a frame store against its index")
     v.add_argument("--store", type=Path, required=True)
@@ -90,8 +99,17 @@ def run(args: argparse.Namespace) -> int:
         from preprocess.extract import ExtractOptions
         from preprocess.frames import build_store
 
+        if args.format == "raw":
+            raise StoreError("--format raw: a decoded store is made from a JPEG store; run "
+                             "make frames FORMAT=raw, or build a jpg store and then "
+                             "python -m preprocess decode --jpeg-store STORE --out DECODED")
         opts = ExtractOptions(args.format, args.short_side, args.quality)
         summary = build_store(args.data, args.out, opts, jobs=args.jobs)
+        return 1 if args.strict and summary.failed else 0
+    if args.command == "decode":
+        from preprocess.decoded import build_decoded_store
+
+        summary = build_decoded_store(args.jpeg_store, args.out, jobs=args.jobs)
         return 1 if args.strict and summary.failed else 0
     if args.command == "check":
         from preprocess.dataset_check import run_check

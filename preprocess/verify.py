@@ -3,7 +3,9 @@ frame is present and decodes to the recorded size, frame counts match, labels ma
 classes of store.json, and the index still has the fingerprint recorded in store.json when the
 store was built. Problems are reported with the file they concern. It also runs the dataset
 check again on the folder the store was built from and says whether that folder is (still)
-the benchmark's Kinetics-20."""
+the benchmark's Kinetics-20. In a decoded store (raw) every file's size and header are
+checked against the index and its pixels against the sha256 of its header, and it says
+whether the JPEG store it was decoded from is still the same."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import simplejpeg
 
+from formats.raw import check_file, is_raw, pixels_sha256
 from formats.store import (
     SETTINGS_FILE,
     StoreError,
@@ -38,6 +41,8 @@ def check_video(store: Path, record: VideoRecord, classes: tuple[str, ...]) -> l
     if record.video_id.split("/", 1)[0] != record.class_name:
         problems.append(f"{where}: video {record.video_id} is listed under class "
                         f"{record.class_name!r}")
+    if is_raw(record):
+        return problems + _check_raw(store, record)
     if is_packed(record):
         problems += _check_packed(store, record)
     else:
@@ -60,6 +65,21 @@ def check_video(store: Path, record: VideoRecord, classes: tuple[str, ...]) -> l
             problems.append(f"{where / frame_name(i)}: {pixels.shape[1]}x{pixels.shape[0]} "
                             f"pixels, index says {record.width}x{record.height}")
     return problems
+
+
+def _check_raw(store: Path, record: VideoRecord) -> list[str]:
+    """A decoded video's file: size and header as the index says, pixels as hashed."""
+    path = Path(store) / record.location
+    try:
+        header = check_file(path, record)
+        if pixels_sha256(path) != header.get("sha256"):
+            return [f"{path}: pixels differ from the checksum written with them (damaged); "
+                    "rebuild it with make frames FORMAT=raw"]
+    except StoreError as e:
+        return [str(e)]
+    except OSError as e:
+        return [f"{path}: unreadable ({e.strerror})"]
+    return []
 
 
 def _check_packed(store: Path, record: VideoRecord) -> list[str]:
@@ -91,6 +111,9 @@ def check_identity(store: Path, settings: StoreSettings) -> tuple[list[str], lis
                     "version, or the build did not finish); run make frames to record one"]
     problems, notes = [], []
     now = store_fingerprint(store)
+    decoded_from = recorded.get("decoded_from")
+    if decoded_from:
+        notes.append(_source_note(decoded_from))
     if recorded.get("fingerprint") != now:
         problems.append(f"{Path(store) / SETTINGS_FILE}: recorded fingerprint "
                         f"{recorded.get('fingerprint')}, the index gives {now}: the store "
@@ -112,6 +135,19 @@ def check_identity(store: Path, settings: StoreSettings) -> tuple[list[str], lis
         notes.append(f"dataset now: {source}: {verdict(current)}" + (
             "" if same else "; it changed since the store was built: run make frames"))
     return problems, notes
+
+
+def _source_note(decoded_from: dict) -> str:
+    """Whether the JPEG store a decoded store was made from is still the same."""
+    jpeg_store = Path(decoded_from.get("path", ""))
+    head = f"decoded from the JPEG store {jpeg_store}"
+    try:
+        now = store_fingerprint(jpeg_store)
+    except StoreError:
+        return f"{head}: not readable there now"
+    if now != decoded_from.get("fingerprint"):
+        return f"{head}: it changed since (fingerprint {now}); run make frames FORMAT=raw"
+    return f"{head}: unchanged (same fingerprint)"
 
 
 def verify_store(store: Path, jobs: int = -1, quiet: bool = False) -> list[str]:

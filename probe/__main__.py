@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from formats.store import StoreError
     from opts import ConfigError
-    from probe import table
+    from probe import stores, table
     from probe.run import Settings, run
     from train import TrainError
     from train.device import gather_facts
@@ -80,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table.table(models))
     print()
+    memory = stores.memory_bytes()
     for m in models:
         print(table.verdict(m))
         if m["no_score_because"]:
             print(f"  no predicted score: {m['no_score_because']}")
+        line = stores.formats_line(m, memory)
+        if line:
+            print(f"  {line}")
     print(f"note: {table.NOTE}")
     device = torch.device(models[0]["device"], 0 if models[0]["device"] == "cuda" else None)
     record = {
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "argv": sys.argv[1:] if argv is None else argv, "quick": s.quick,
         "gpus": s.gpus, "workers": s.workers, "store": str(s.store) if s.store else None,
         "device_facts": asdict(facts), "checks": [c.to_json() for c in found],
-        "models": models, "seconds": time.time() - started,
+        "models": models, "memory_bytes": memory, "seconds": time.time() - started,
         "system": system.describe(device, s.gpus),
     }
     path = table.write_json(s.results, record)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from datasets.loader import POOL_EXTRA
 from formats.store import SETTINGS_FILE, StoreError, read_settings
 from preprocess.identity import read_store_identity, store_compliance_issues
 from train.device import DeviceError, DeviceFacts, decide
@@ -65,8 +66,9 @@ def check_backend(device: torch.device, gpus: int) -> Check:
 
 
 def shm_needed(gpus: int, workers: int, batch_bytes: int, prefetch: int) -> int:
-    """Shared memory the loaders hold at once: every worker's batches in flight."""
-    return gpus * workers * prefetch * batch_bytes
+    """Shared memory the loaders hold at once: every worker's batches in flight and the
+    training loader's reused batch buffers (``prefetch + POOL_EXTRA`` per worker)."""
+    return gpus * workers * (prefetch + POOL_EXTRA) * batch_bytes
 
 
 def check_shm(gpus: int, workers: int, batch_bytes: int, prefetch: int,
@@ -79,10 +81,12 @@ def check_shm(gpus: int, workers: int, batch_bytes: int, prefetch: int,
     except OSError:
         return Check("shm", WARN, f"{path} not found; loader workers pass batches through "
                      "shared memory: mount a tmpfs there (docker: --shm-size=8g)")
-    where = f"{gpus} x {workers} workers x {prefetch} batches of {batch_bytes / 2**20:.1f} MB"
-    if free < 2 * need:  # twice: the pinned copies and the next batches overlap
+    where = (f"{gpus} x {workers} workers x {2 * prefetch + POOL_EXTRA} batches of "
+             f"{batch_bytes / 2**20:.1f} MB")
+    need += gpus * workers * prefetch * batch_bytes  # the evaluation loader's, meanwhile
+    if free < need:
         return Check("shm", FAIL, f"{path} has {free / 2**30:.2f} GB free, {where} need "
-                     f"{2 * need / 2**30:.2f} GB; enlarge it (docker: --shm-size) or lower "
+                     f"{need / 2**30:.2f} GB; enlarge it (docker: --shm-size) or lower "
                      "WORKERS")
     return Check("shm", OK, f"{path} {free / 2**30:.1f} GB free for {where}")
 

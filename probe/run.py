@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import opts
-from probe import checks, measure
+from probe import checks, measure, stores
 from probe.predict import KINETICS20_CLIPS, Plan, Rates, eval_epochs, predict
 from score import ScoreError
 from score.reference import read_reference_file
@@ -78,8 +78,10 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def probe_model(path: Path, s: Settings, device: torch.device, store_ok: bool) -> dict:
-    """Measure one config and predict its run."""
+def probe_model(path: Path, s: Settings, device: torch.device, store_ok: bool,
+                other: Path | None = None) -> dict:
+    """Measure one config and predict its run; ``other``: the store of the other format
+    (JPEG or decoded) with the same frames, whose supply is measured too."""
     config = load_config(path, s)
     name = config["name"]
     per_process = config["batch_size"] // s.gpus
@@ -99,6 +101,13 @@ def probe_model(path: Path, s: Settings, device: torch.device, store_ok: bool) -
         loader = measure.loader_rate(train_set, per_process, procs, config["seed"],
                                      min_batches=3 if s.quick else 10,
                                      min_s=0.2 if s.quick else 2.0)
+    other_loader = None
+    if store_ok and other is not None:
+        other_set, _, _ = measure.open_store(config, other)
+        say(f"{name}: loader on {other}, {procs} worker process(es) ...")
+        other_loader = measure.loader_rate(other_set, per_process, procs, config["seed"],
+                                           min_batches=3 if s.quick else 10,
+                                           min_s=0.2 if s.quick else 2.0)
     say(f"{name}: training and evaluation steps on {device}, batch {per_process}, "
         f"{threads} thread(s) ...")
     with measure.compute_threads(threads):
@@ -114,7 +123,15 @@ def probe_model(path: Path, s: Settings, device: torch.device, store_ok: bool) -
     plan = Plan(device.type, s.gpus, s.workers, n_cores, threads, train_clips, val_clips,
                 config["epochs"], eval_epochs(config["epochs"], config["eval_period"]),
                 s.launch_s + startup_s + build_s, checkpoint_s, t_ref, gpus_ref)
+    formats = []
+    if store_ok:
+        formats.append(stores.format_entry(s.store, loader, rates, plan))
+        if other is not None:
+            formats.append(stores.format_entry(other, other_loader, rates, plan))
+        formats.sort(key=lambda e: e["format"] == "raw")  # JPEG first
     return {
+        "formats": formats,
+        "decoded_bytes": stores.decoded_bytes(s.store) if store_ok else None,
         "config": str(path), "name": name, "model": config["model"], "device": device.type,
         "per_process_batch": per_process, "loader_procs_are": procs_why,
         "clip_counts_from": str(s.store) if store_ok else "Kinetics-20 (1276/100 videos x 9)",
@@ -156,9 +173,13 @@ def run(paths: list[Path], s: Settings, facts: DeviceFacts,
     add(store_check)
     models = []
     start = time.perf_counter()
+    store_ok = store_check.status != checks.FAIL and s.store is not None
+    other = stores.companion(s.store) if store_ok else None
+    if other is not None:
+        show(f"      store    also measuring the other format's store of the same frames: "
+             f"{other}")
     for path in paths:
-        models.append(probe_model(path, s, device, store_check.status != checks.FAIL
-                                  and s.store is not None))
+        models.append(probe_model(path, s, device, store_ok, other))
     biggest = max(m["measured"]["checkpoint_bytes"] for m in models)
     add(checks.check_disk(s.results, biggest))
     say(f"measured in {time.perf_counter() - start:.0f} s")

@@ -53,6 +53,9 @@ class StoreInfo:
     videos: str  # per split, e.g. "1276+100"
     clips: str
     failed: str
+    # jpg, hdf5 or raw (decoded frames); "" when not recorded. Not part of ``summary``: the
+    # formats hold the same pixels (same fingerprint), so runs on either are one group.
+    format: str = ""
 
     @property
     def short(self) -> str:
@@ -64,6 +67,11 @@ class StoreInfo:
     @property
     def summary(self) -> str:
         return f"{self.short} ({self.videos} videos, {self.clips} clips, {self.failed} failed)"
+
+    @property
+    def format_text(self) -> str:
+        """`` jpg store`` style suffix, empty when the run did not record the format."""
+        return f", {self.format} store" if self.format else ""
 
 
 NO_STORE = "store not recorded"
@@ -82,6 +90,7 @@ def store_of(info: dict) -> StoreInfo | None:
         videos=_counts(store.get("videos")),
         clips=_counts(store.get("clips")),
         failed=_counts(failed),
+        format=_text(store.get("format"), 10) if isinstance(store.get("format"), str) else "",
     )
 
 

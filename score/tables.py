@@ -51,7 +51,7 @@ def _run_count(result: ModelResult) -> str:
 
 
 def _store(run: Run) -> str:
-    return run.store.short if run.store else "not recorded"
+    return run.store.short + run.store.format_text if run.store else "not recorded"
 
 
 def run_table(runs: list[Run]) -> Table:
@@ -184,7 +184,7 @@ def write_csv(path: Path, runs: list[Run], results: list[ModelResult],
          "hardware": run.hardware, "device": run.device, "gpus": run.gpus, "nodes": run.nodes,
          "config": run.config, "run_id": run.run_id, "status": run.status,
          "protocol": run.protocol, "epochs": len(run.epochs), "t_bench_s": run.t_bench_s,
-         "store": run.store.summary if run.store else "not recorded",
+         "store": run.store.summary + run.store.format_text if run.store else "not recorded",
          "path": str(run.path), "notes": "; ".join(run.labels)}
         for run in runs
     ]

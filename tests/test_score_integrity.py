@@ -98,3 +98,19 @@ def test_cpu_runs_are_labelled_with_their_process_count_not_as_gpus(tmp_path, ca
     assert (runs.loc["cpu", "device"], runs.loc["cpu", "hardware"]) == ("cpu", "1 CPU process")
     assert runs.loc["gpu", "hardware"] == "1 GPU"
     assert runs.loc["cpu", "store"].startswith(FINGERPRINT[7:19])
+
+
+def test_runs_on_the_jpeg_and_the_decoded_store_are_one_group_that_names_each_format(
+        tmp_path, capsys):
+    decoded = dict(STORE, path="data/frames/kinetics20_raw", format="raw")
+    write_run(tmp_path, run_id="jpeg", **reaching_at(1000.0))
+    write_run(tmp_path, run_id="decoded", store=decoded, **reaching_at(990.0))
+    [result] = group_models(load_results(tmp_path, []))
+    assert not result.store.startswith("DIFFERENT STORES")  # same pixels, same fingerprint
+    reference = write_reference(tmp_path / "ref.yaml", {"X3D_M": 1000.0, "MVIT_B_16x4": 1.0})
+    assert main(["--results", str(tmp_path), "--reference", str(reference)]) == 0
+    capsys.readouterr()
+    table = pd.read_csv(tmp_path / "score.csv")
+    runs = table[table.row == "run"].set_index("run_id")
+    assert runs.loc["jpeg", "store"].endswith(", jpg store")
+    assert runs.loc["decoded", "store"].endswith(", raw store")

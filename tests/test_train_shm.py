@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import opts
+from datasets.loader import POOL_EXTRA
 from tests.helpers.train import TINY, build_tiny_store, small_tmpfs
 from train import TrainError, data
 from train.__main__ import main as train_main
@@ -40,16 +41,17 @@ def test_too_little_shared_memory_is_one_line_with_the_size_and_the_ways_out(sma
     d = Dist(0, 2, 0, torch.device("cpu"), local_world_size=2)
     free = data.shm_free(str(small_shm))
     assert free == 512 * 1024
-    per_worker = data.shm_needed(2, 4, 32, 1, 2)
+    per_worker = data.shm_needed(2, 4, 32, 1, 2) + data.pool_bytes(2, 4, 32, 1, 2)
     with pytest.raises(TrainError) as caught:
         data.check_shm(config, d, str(small_shm))
     message = str(caught.value)
     assert "\n" not in message
     fits = free // per_worker
     assert 0 < fits < 8
+    assert data.pool_bytes(2, 4, 32, 1, 2) == 2 * 4 * 32 * 32 * 3 * (2 + POOL_EXTRA) * 2
     assert re.fullmatch(
         rf"{re.escape(str(small_shm))}: 0.5 MB of shared memory free, but 8 loader workers x 2 "
-        r"process\(es\) on this node need about 1.5 MB for their batches; give the container "
+        r"process\(es\) on this node need about 3.4 MB for their batches; give the container "
         rf"more \(docker run --shm-size=1g\) or use fewer workers \(--workers {fits}\)", message)
     data.check_shm({**config, "workers": fits}, d, str(small_shm))  # what it advises fits
     data.check_shm({**config, "workers": 0}, d, str(small_shm))  # no workers, no shared memory
@@ -64,6 +66,6 @@ def test_the_trainer_checks_shared_memory_at_start_up(small_shm, tmp_path, monke
     assert code == 2
     (line,) = [line for line in err.splitlines() if line.strip()]
     assert line.startswith(f"error: {small_shm}: 0.5 MB of shared memory free, but 4 loader "
-                           "workers x 1 process(es) on this node need about 0.8 MB")
-    assert line.endswith("(docker run --shm-size=1g) or use fewer workers (--workers 2)")
+                           "workers x 1 process(es) on this node need about 1.7 MB")
+    assert line.endswith("(docker run --shm-size=1g) or use fewer workers (--workers 1)")
     assert not (tmp_path / "out").exists()  # stopped before anything was written

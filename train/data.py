@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data._utils.signal_handling import _remove_worker_pids
 
 from datasets import ClipDataset, TrainTransform, ValTransform, make_loader
-from datasets.loader import init_worker
+from datasets.loader import POOL_EXTRA, init_worker
+from formats.raw import video_bytes
 from train import TrainError, signals
 from train.distributed import Dist
 
@@ -143,6 +144,9 @@ def build_data(config: dict, d: Dist) -> Data:
     if d.is_main:  # e.g. videos too short for one clip: reported once, as one line each
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr, flush=True)
+        bigger = decoded_store_warning(train_set, val_set)
+        if bigger:
+            print(f"warning: {bigger}", file=sys.stderr, flush=True)
     if train_set.num_classes != config["num_classes"]:
         raise TrainError(
             f"{config['data']}: the store has {train_set.num_classes} classes but the config "
@@ -172,6 +176,31 @@ def build_data(config: dict, d: Dist) -> Data:
                 Bounded(val_loader, config["timeout_s"]), train_sampler, val_sampler)
 
 
+def memory_bytes() -> int | None:
+    """This machine's physical memory (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+
+
+def decoded_store_warning(train_set: ClipDataset, val_set: ClipDataset,
+                          memory: int | None = None) -> str | None:
+    """The warning for a decoded store that the page cache cannot hold: every epoch then
+    reads it from disk again, at the disk's speed (README, "Which store")."""
+    if not train_set.decoded:
+        return None
+    memory = memory_bytes() if memory is None else memory
+    size = sum(video_bytes(r.kept_frames, r.height, r.width)
+               for ds in (train_set, val_set) for r in ds.records)
+    if memory is None or size <= memory:
+        return None
+    return (f"{train_set.store}: the decoded store is {size / 1e9:.1f} GB, more than this "
+            f"machine's {memory / 1e9:.1f} GB of memory: each epoch reads it from disk again, "
+            "so the disk's speed may bound the run (a JPEG store is 7 to 13 times smaller; "
+            "README, \"Which store\")")
+
+
 def _init_worker(worker_id: int) -> None:
     signals.ignore_in_loader_worker()  # the training process decides when to stop
     init_worker(worker_id)
@@ -185,6 +214,15 @@ def shm_needed(per_process_batch: int, clip_len: int, crop: int, workers: int,
     clip = clip_len * crop * crop * 3
     return math.ceil(per_process_batch * clip * prefetch_factor * workers * processes
                      * SHM_MARGIN)
+
+
+def pool_bytes(per_process_batch: int, clip_len: int, train_crop: int, workers: int,
+               processes: int, prefetch_factor: int = PREFETCH_FACTOR) -> int:
+    """Bytes of the batch buffers that the training loader's workers keep and reuse
+    (``datasets.batches``: ``prefetch_factor + POOL_EXTRA`` training batches each), which
+    stay while the evaluation loader's batches come and go."""
+    batch = per_process_batch * clip_len * train_crop * train_crop * 3
+    return batch * (prefetch_factor + POOL_EXTRA) * workers * processes
 
 
 def shm_free(path: str = SHM_PATH) -> int | None:
@@ -203,8 +241,10 @@ def check_shm(config: dict, d: Dist, path: str | None = None) -> None:
     if workers == 0 or free is None:
         return
     crop = max(config["train_crop"], config["val_crop"])
-    per_worker = shm_needed(config["batch_size"] // d.world_size, config["clip_len"], crop, 1,
-                            d.node_processes)
+    batch = config["batch_size"] // d.world_size
+    per_worker = (shm_needed(batch, config["clip_len"], crop, 1, d.node_processes)
+                  + pool_bytes(batch, config["clip_len"], config["train_crop"], 1,
+                               d.node_processes))
     need = per_worker * workers
     if need <= free:
         return

@@ -7,6 +7,7 @@ This module holds helpers only (no tests); the test_datasets_* modules import it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -16,11 +17,13 @@ import simplejpeg
 from formats.store import (
     StoreSettings,
     VideoRecord,
+    read_settings,
     video_dir,
     write_index,
     write_settings,
     write_video_dir,
 )
+from preprocess.identity import store_fingerprint
 
 CLASSES = ("bending_back", "drinking", "hurdling")
 
@@ -47,8 +50,9 @@ def flat_frame_number(frame: np.ndarray) -> int:
     return int(round((float(frame.mean()) - 10) / 6))
 
 
-def encode(frames: list[np.ndarray], quality: int = 95) -> list[bytes]:
-    return [simplejpeg.encode_jpeg(np.ascontiguousarray(f), quality=quality) for f in frames]
+def encode(frames: list[np.ndarray], quality: int = 95, subsampling: str = "444") -> list[bytes]:
+    return [simplejpeg.encode_jpeg(np.ascontiguousarray(f), quality=quality,
+                                   colorsubsampling=subsampling) for f in frames]
 
 
 def make_store(
@@ -57,16 +61,18 @@ def make_store(
     videos: dict[str, list[tuple[str, str, list[np.ndarray]]]],
     classes: tuple[str, ...] = CLASSES,
     fps: int = 15,
+    subsampling: str = "444",
 ) -> Path:
     """A store at ``root`` in format ``fmt`` ("jpg" or "hdf5"). ``videos`` maps a split to
-    (class_name, stem, frames) tuples."""
+    (class_name, stem, frames) tuples; ``subsampling``: the JPEGs' chroma ("420": the
+    builder's)."""
     root.mkdir(parents=True, exist_ok=True)
     for split, items in videos.items():
         records = []
         h5 = h5py.File(root / f"{split}.h5", "w") if fmt == "hdf5" else None
         for class_name, stem, frames in items:
             video_id = f"{class_name}/{stem}"
-            jpegs = encode(frames)
+            jpegs = encode(frames, subsampling=subsampling)
             if h5 is not None:
                 offsets = np.cumsum([0] + [len(j) for j in jpegs]).astype(np.int64)
                 data = np.frombuffer(b"".join(jpegs), np.uint8)
@@ -98,6 +104,15 @@ def make_store(
     )
     write_settings(root, settings)
     return root
+
+
+def mark_built(store: Path) -> Path:
+    """Give a test store the identity record of a complete build from the benchmark's
+    dataset, as make frames records it (what ``preprocess decode`` asks of a JPEG store)."""
+    identity = {"version": 1, "fingerprint": store_fingerprint(store), "failed_videos": 0,
+                "dataset_check": {"matches_kinetics20": True, "missing": 0, "extra": 0}}
+    write_settings(store, replace(read_settings(store), identity=identity))
+    return store
 
 
 def video_id(i: int) -> str:
