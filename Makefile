@@ -96,10 +96,10 @@ check: $(STAMP)
 	$(PY) -m preprocess check --data $(DATA)
 
 # FORMAT=raw: build (or complete) the JPEG store, then decode it into $(STORE).
-frames: $(STAMP)
+frames: $(STAMP) $(if $(filter raw,$(FORMAT)),$(NATIVE))
 ifeq ($(FORMAT),raw)
 	$(PY) -m preprocess frames --data $(DATA) --out $(JPEG_STORE) --format jpg
-	$(PY) -m preprocess decode --jpeg-store $(JPEG_STORE) --out $(STORE)
+	$(PY) -m datasets.decoded_store --jpeg-store $(JPEG_STORE) --out $(STORE)
 else
 	$(PY) -m preprocess frames --data $(DATA) --out $(STORE) --format $(FORMAT)
 endif

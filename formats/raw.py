@@ -32,7 +32,7 @@ from formats.store import StoreError, VideoRecord, partial_dir, sync_dir
 RAW_SUFFIX = ".rgb"
 HEADER_SIZE = 4096
 MAGIC = b"VMB-RGB 1\n"
-FIX = "rebuild it with `make frames FORMAT=raw` (or python -m preprocess decode)"
+FIX = "rebuild it with `make frames FORMAT=raw` (or python -m datasets.decoded_store)"
 
 _maps: dict[tuple[int, str], np.ndarray] = {}
 

@@ -14,7 +14,7 @@ Layout of a store folder ``<store>``::
                                files concatenated; attributes ``offsets`` (kept_frames + 1
                                int64) and ``meta`` (the video's meta.json)
       .parts/<split>/<class>/<stem>/   per-video JPEG folders while the store is being built
-    raw format (decoded frames, made from a jpg or hdf5 store: preprocess/decoded.py):
+    raw format (decoded frames, made from a jpg or hdf5 store: datasets/decoded_store.py):
       <split>/<class>/<stem>.rgb   a header, then kept_frames x height x width x 3 uint8 (RGB,
                                C order), memory-mapped by the loader (formats/raw.py)
 
@@ -43,7 +43,7 @@ STORE_VERSION = 1
 SETTINGS_FILE = "store.json"
 META_FILE = "meta.json"
 JPEG_FORMATS = ("jpg", "hdf5")  # what make frames writes from videos
-FORMATS = (*JPEG_FORMATS, "raw")  # raw: decoded from a JPEG store (preprocess decode)
+FORMATS = (*JPEG_FORMATS, "raw")  # raw: decoded from a JPEG store (datasets/decoded_store.py)
 
 
 class StoreError(Exception):

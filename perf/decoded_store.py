@@ -7,7 +7,7 @@ of that (receiving batches, pinning, copying to the device), and a cold page cac
 
 The videos are 6 panned photographs of 10 s, 30 fps, 480x360 (perf/textured_videos.py), so
 the store's 426x320 JPEGs at quality 90 are 35-60 KB as Kinetics frames are, not flat
-synthetic ones; made once, then ``preprocess frames`` and ``preprocess decode`` (under
+synthetic ones; made once, then ``preprocess frames`` and ``datasets.decoded_store`` (under
 ``--work``). Every number is for the same training keys (epoch, index) with the workload's
 train transform.
 """
@@ -51,7 +51,7 @@ def prepare(data: Path, work: Path) -> dict[str, Path]:
         run([sys.executable, "-m", "preprocess", "frames", "--data", str(data), "--out",
              str(jpg)])
     if not (raw / "train_index.csv").is_file():
-        run([sys.executable, "-m", "preprocess", "decode", "--jpeg-store", str(jpg), "--out",
+        run([sys.executable, "-m", "datasets.decoded_store", "--jpeg-store", str(jpg), "--out",
              str(raw)])
     return {"JPEG": jpg, "decoded": raw}
 

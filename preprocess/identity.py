@@ -17,7 +17,7 @@ classes) and, per split, every index row except its ``location``: video id, labe
 frames, size, source frame count and rate. It reads only store.json and the index files, so
 it is cheap enough to recompute on every resume, and a jpg store and an hdf5 store built from
 the same videos (byte-identical JPEG files) have the same fingerprint, as has a decoded store
-(raw, preprocess/decoded.py) made from either: same rows, same pixels. It does not hash the
+(raw, datasets/decoded_store.py) made from either: same rows, same pixels. It does not hash the
 frame bytes: ``make verify`` decodes every frame instead (docs/RELIABILITY.md has the
 measurement of what hashing them would cost).
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from datasets import ClipDataset, StoreError, TrainTransform, ValTransform
+from datasets.decoded_store import build_decoded_store
 from formats.raw import HEADER_SIZE
 from formats.store import read_index, read_settings
-from preprocess.decoded import build_decoded_store
 from preprocess.identity import (
     RECORD_OK,
     read_store_identity,

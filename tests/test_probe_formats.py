@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from preprocess.decoded import build_decoded_store
+from datasets.decoded_store import build_decoded_store
 from probe.__main__ import main
 from probe.stores import companion, decoded_bytes, frame_bytes
 from tests.helpers.datasets import mark_built

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import opts
-from preprocess.decoded import build_decoded_store
+from datasets.decoded_store import build_decoded_store
 from tests.helpers.datasets import mark_built
 from tests.helpers.train import TINY, build_tiny_store, one_thread
 from train import distributed

@@ -108,7 +108,7 @@ def make_store(
 
 def mark_built(store: Path) -> Path:
     """Give a test store the identity record of a complete build from the benchmark's
-    dataset, as make frames records it (what ``preprocess decode`` asks of a JPEG store)."""
+    dataset, as make frames records it (what ``datasets.decoded_store`` asks of a JPEG store)."""
     identity = {"version": 1, "fingerprint": store_fingerprint(store), "failed_videos": 0,
                 "dataset_check": {"matches_kinetics20": True, "missing": 0, "extra": 0}}
     write_settings(store, replace(read_settings(store), identity=identity))

@@ -1,4 +1,4 @@
-"""``python -m preprocess decode``: a JPEG store -> a decoded-frame store (raw). Rerun, verify,
+"""``python -m datasets.decoded_store``: a JPEG store -> a decoded-frame store (raw). Rerun, verify,
 failures per video, bad input, a kill at a random point and a full disk, each followed by the
 same command, which must leave the store an uninterrupted run leaves."""
 
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from datasets import decoded_store as decoded
+from datasets.decoded_store import build_decoded_store
+from datasets.decoded_store import main as decode_main
 from formats.raw import HEADER_SIZE, RAW_SUFFIX
 from formats.store import frame_name, read_index, read_settings, write_settings
-from preprocess import decoded
 from preprocess.__main__ import main as preprocess_main
-from preprocess.decoded import build_decoded_store
 from preprocess.extract import ExtractOptions
 from preprocess.frames import build_store
 from preprocess.identity import read_store_identity, store_compliance_issues
@@ -50,7 +51,7 @@ def reference(jpeg_store, tmp_path_factory) -> Path:
 
 
 def _decode(jpeg_store: Path, store: Path, *extra: str) -> int:
-    return preprocess_main(["decode", "--jpeg-store", str(jpeg_store), "--out", str(store),
+    return decode_main(["--jpeg-store", str(jpeg_store), "--out", str(store),
                             "--jobs", "2", *extra])
 
 
@@ -153,10 +154,10 @@ def test_killed_at_random_points_then_rerun_gives_the_uninterrupted_store(
     for n, mode in enumerate(("main process", "process tree")):
         after = rng.randint(0, TOTAL - 2)
         store = tmp_path / f"raw{n}"
-        args = ["decode", "--jpeg-store", str(jpeg_store), "--out", str(store), "--jobs", "2"]
+        args = ["--jpeg-store", str(jpeg_store), "--out", str(store), "--jobs", "2"]
         log = tmp_path / f"{n}.log"  # a file: orphaned workers would hold a pipe
         with open(log, "w") as err_file:
-            proc = python_module("preprocess", *args, stdout=subprocess.DEVNULL,
+            proc = python_module("datasets.decoded_store", *args, stdout=subprocess.DEVNULL,
                                  stderr=err_file, start_new_session=True)
         try:
             wait_until(lambda s=store, k=after: _finished(s) >= k, proc, 120,
@@ -167,7 +168,7 @@ def test_killed_at_random_points_then_rerun_gives_the_uninterrupted_store(
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
             assert proc.returncode == -signal.SIGKILL, f"{mode}: ended before the kill"
-            assert preprocess_main(args) == 0, log.read_text()[-2000:]
+            assert decode_main(args) == 0, log.read_text()[-2000:]
             capsys.readouterr()
             assert tree(store) == tree(reference), mode
             assert verify_store(store, jobs=1, quiet=True) == []

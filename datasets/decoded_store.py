@@ -1,9 +1,9 @@
 """Build a decoded-frame store (format ``raw``, formats/raw.py) from a JPEG store:
-``python -m preprocess decode --jpeg-store <jpg or hdf5 store> --out <store>``;
+``python -m datasets.decoded_store --jpeg-store <jpg or hdf5 store> --out <store>``;
 ``make frames FORMAT=raw`` builds (or completes) the JPEG store, then runs this.
 
-Every kept frame is decoded with the loader's own decoder (``datasets/jpeg_window.c``, the
-whole frame: the one piece of a later stage used here, because it defines the pixels), so
+It lives with the loader because the loader's own decoder defines the pixels: every kept frame
+is decoded with it (``datasets/jpeg_window.c``, the whole frame), so
 the pixels are exactly those a run on the JPEG store decodes: a run on either store gets the
 same clips, bit for bit. The index rows, the settings that shape the frames and so the
 fingerprint are the JPEG store's; its identity record (dataset check, failed videos) is
@@ -21,6 +21,7 @@ training run holds it (a ``make frames`` into it waits).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import shutil
@@ -42,6 +43,7 @@ from formats.store import (
     write_index,
     write_settings,
 )
+from preprocess.cli import guarded, stop_workers
 from preprocess.failures import FAILURES_FILE, Summary, write_failures
 from preprocess.frame_bytes import read_frame_bytes
 from preprocess.frames import check_store, prepare_store, remove_partial
@@ -270,3 +272,29 @@ def _print_summary(s: Summary, store: Path) -> None:
     if s.failures:
         print(f"  all failures are listed in {store / FAILURES_FILE}")
     sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m datasets.decoded_store",
+                                description="decode a JPEG store into a decoded-frame store "
+                                "(raw): same clips, no JPEG decoding while training")
+    p.add_argument("--jpeg-store", type=Path, required=True,
+                   help="the JPEG frame store (jpg or hdf5) to decode")
+    p.add_argument("--out", type=Path, required=True, help="decoded-frame store folder")
+    p.add_argument("--jobs", type=int, default=-1, help="parallel processes (-1: all cores)")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any video fails")
+    args = p.parse_args(argv)
+
+    def work() -> int:
+        summary = build_decoded_store(args.jpeg_store, args.out, jobs=args.jobs)
+        return 1 if args.strict and summary.failed else 0
+
+    return guarded(work, (StoreError,))
+
+
+if __name__ == "__main__":
+    try:
+        code = main()
+    finally:
+        stop_workers()
+    sys.exit(code)
