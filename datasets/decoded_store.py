@@ -25,7 +25,6 @@ import argparse
 import csv
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,18 +42,14 @@ from formats.store import (
     write_index,
     write_settings,
 )
-from preprocess.cli import guarded, stop_workers
-from preprocess.failures import FAILURES_FILE, Summary, write_failures
+from preprocess.cli import guarded, run_main
+from preprocess.failures import FAILURES_FILE, Summary, print_failures, write_failures
 from preprocess.frame_bytes import read_frame_bytes
 from preprocess.frames import check_store, prepare_store, remove_partial
 from preprocess.identity import RECORD_OK, read_store_identity, store_fingerprint
 from preprocess.kinetics import SPLITS
 from preprocess.lock import store_read_lock, store_write_lock, worker_lock
-from preprocess.task import DISK_FULL, shown_path, write_error
-
-
-class _Stop(Exception):
-    """A worker could not write to the store: the run stops (the reason is the message)."""
+from preprocess.task import Stopped, stopped_build, write_error
 
 
 @dataclass
@@ -168,18 +163,10 @@ def build_decoded_store(jpeg_store: Path, store: Path, jobs: int = -1,
                 remove_partial(store)
                 _build(jpeg_store, store, index, jobs, quiet, summary)
                 _record_identity(jpeg_store, store, identity, summary)
-            except (OSError, _Stop) as e:
-                if isinstance(e, _Stop):
-                    reason = str(e)
-                elif e.errno in DISK_FULL:
-                    reason = f"disk full while writing {shown_path(e.filename or store)}"
-                else:
-                    reason = f"{shown_path(e.filename or store)}: {e.strerror or e}"
+            except (OSError, Stopped) as e:
                 keep_workers_out()  # nothing half-written stays behind
                 remove_partial(store)
-                fix = "free space" if reason.startswith("disk full") else "fix this"
-                raise StoreError(f"{reason}: {summary.progress()}; {fix} and run the same "
-                                 "command again") from None
+                raise stopped_build(e, store, summary.progress()) from None
     summary.seconds = time.monotonic() - start
     if not quiet:
         _print_summary(summary, store)
@@ -210,7 +197,7 @@ def _build(jpeg_store: Path, store: Path, index: dict[str, list[VideoRecord]], j
     try:
         for outcome in bar:
             if outcome.stop:
-                raise _Stop(outcome.reason)
+                raise Stopped(outcome.reason)
             r = outcome.record
             if outcome.reason:
                 summary.failed += 1
@@ -267,11 +254,7 @@ def _record_identity(jpeg_store: Path, store: Path, source: dict, summary: Summa
 def _print_summary(s: Summary, store: Path) -> None:
     print(f"{store}: {s.done} videos decoded, {s.skipped} skipped (already complete), "
           f"{s.failed} failed; {s.frames} frames, {size_text(s.bytes)} in {s.seconds:.1f} s")
-    for split, video, reason in s.failures[:20]:
-        print(f"  failed: {split}: {video}: {reason}")
-    if s.failures:
-        print(f"  all failures are listed in {store / FAILURES_FILE}")
-    sys.stdout.flush()
+    print_failures(s, store)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,8 +276,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        code = main()
-    finally:
-        stop_workers()
-    sys.exit(code)
+    run_main(main)

@@ -26,11 +26,12 @@ def temporary_name(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_path(path: Path | str, sync: bool = True) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path`` (fsync'd first unless
-    ``sync`` is False); on any error it is removed and the error propagates."""
+def atomic_path(path: Path | str, sync: bool = True, tmp: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write (``tmp``, else ``temporary_name(path)``); on success it
+    replaces ``path`` (fsync'd first unless ``sync`` is False); on any error it is removed and
+    the error propagates."""
     path = Path(path)
-    tmp = temporary_name(path)
+    tmp = temporary_name(path) if tmp is None else Path(tmp)
     try:
         yield tmp
         if sync:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from formats.files import atomic_path
 from formats.store import StoreError, VideoRecord, partial_dir, sync_dir
 
 RAW_SUFFIX = ".rgb"
@@ -65,11 +66,11 @@ def write_raw_video(final: Path, frames: Iterable[np.ndarray], header: dict) -> 
     the pixels' sha256) last, flushed and renamed; on any error nothing is left. Returns the
     header as written."""
     final = Path(final)
-    tmp = partial_dir(final)
     shape = (header["height"], header["width"], 3)
     digest = hashlib.sha256()
     count = 0
-    try:
+    # The store's temporary name (partial_dir), which a rerun of the build removes.
+    with atomic_path(final, tmp=partial_dir(final)) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             _write_all(fd, bytes(HEADER_SIZE))  # filled in once the pixels are written
@@ -83,13 +84,8 @@ def write_raw_video(final: Path, frames: Iterable[np.ndarray], header: dict) -> 
                 count += 1
             header = {**header, "frames": count, "sha256": digest.hexdigest()}
             os.pwrite(fd, _header_bytes(header), 0)
-            os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     sync_dir(final.parent)
     return header
 

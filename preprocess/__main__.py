@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from formats.store import FORMATS, StoreError
-from preprocess.cli import guarded, stop_workers
+from preprocess.cli import guarded, run_main
 from preprocess.getdata import DEFAULT_REPO, GetDataError, default_csv
 from preprocess.kinetics import LayoutError
 from preprocess.resample import parse_fps
@@ -119,8 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        code = main()
-    finally:
-        stop_workers()
-    sys.exit(code)
+    run_main(main)

@@ -66,3 +66,12 @@ def guarded(work: Callable[[], int], user_errors: tuple[type[Exception], ...]) -
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run a command's ``main`` as the process, its joblib workers stopped however it ends."""
+    try:
+        code = main()
+    finally:
+        stop_workers()
+    sys.exit(code)

@@ -38,16 +38,21 @@ def write_failures(store: Path, failures: list[tuple[str, str, str]]) -> None:
     atomic_write_text(Path(store) / FAILURES_FILE, buffer.getvalue())
 
 
-def print_summary(s: Summary, store: Path, data: Path, videos: dict) -> None:
-    rate = s.done / s.seconds if s.seconds else 0.0
-    print(f"{store}: {s.done} videos done, {s.skipped} skipped (already complete), "
-          f"{s.failed} failed; {s.frames} frames, {s.bytes / 1e6:.1f} MB in {s.seconds:.1f} s "
-          f"({rate:.1f} videos/s, {s.frames / max(s.seconds, 1e-9):.0f} frames/s)")
+def print_failures(s: Summary, store: Path) -> None:
+    """The first failures of a build, and where the others are."""
     for split, path, reason in s.failures[:20]:
         print(f"  failed: {split}: {path}: {reason}")
     if s.failures:
         print(f"  all failures are listed in {store / FAILURES_FILE}")
     sys.stdout.flush()
+
+
+def print_summary(s: Summary, store: Path, data: Path, videos: dict) -> None:
+    rate = s.done / s.seconds if s.seconds else 0.0
+    print(f"{store}: {s.done} videos done, {s.skipped} skipped (already complete), "
+          f"{s.failed} failed; {s.frames} frames, {s.bytes / 1e6:.1f} MB in {s.seconds:.1f} s "
+          f"({rate:.1f} videos/s, {s.frames / max(s.seconds, 1e-9):.0f} frames/s)")
+    print_failures(s, store)
     for split, split_videos in videos.items():
         try:
             missing = missing_on_disk(data, split, split_videos)

@@ -40,11 +40,14 @@ from preprocess.identity import record_identity
 from preprocess.kinetics import SourceVideo, find_videos, shared_ids
 from preprocess.lock import LOCK_FILES, store_write_lock
 from preprocess.resample import TARGET_FPS
-from preprocess.task import DISK_FULL, Outcome, is_current, process_video, shown_path
-
-
-class _Stop(Exception):
-    """A worker could not write to the store: the run stops (the reason is the message)."""
+from preprocess.task import (
+    Outcome,
+    Stopped,
+    is_current,
+    process_video,
+    shown_path,
+    stopped_build,
+)
 
 
 def store_settings(opts: ExtractOptions, classes: list[str], data: Path) -> StoreSettings:
@@ -122,18 +125,10 @@ def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
             _build(data, store, opts, jobs, quiet, classes, videos, summary)
             # The store is complete: record what it holds and whether it is the benchmark's data.
             record_identity(store, data, summary.failures, quiet)
-        except (OSError, _Stop) as e:
-            if isinstance(e, _Stop):
-                reason = str(e)
-            elif e.errno in DISK_FULL:
-                reason = f"disk full while writing {shown_path(e.filename or store)}"
-            else:
-                reason = f"{shown_path(e.filename or store)}: {e.strerror or e}"
+        except (OSError, Stopped) as e:
             keep_workers_out()  # nothing half-written stays behind
             remove_partial(store)
-            fix = "free space" if reason.startswith("disk full") else "fix this"
-            raise StoreError(f"{reason}: {summary.progress()}; {fix} and run the same "
-                             "command again") from None
+            raise stopped_build(e, store, summary.progress()) from None
     summary.seconds = time.monotonic() - start
     if not quiet:
         print_summary(summary, store, data, videos)
@@ -214,7 +209,7 @@ def _count(outcome: Outcome, summary: Summary, complete: dict, staged: dict,
            data: Path) -> None:
     video, meta = outcome.video, outcome.meta
     if outcome.stop:
-        raise _Stop(outcome.reason)
+        raise Stopped(outcome.reason)
     if meta is None:
         _fail(summary, data, video, outcome.reason)
         return

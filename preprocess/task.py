@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from formats.store import write_video_dir
+from formats.store import StoreError, write_video_dir
 from preprocess.extract import ExtractOptions, VideoError, extract_video
 from preprocess.kinetics import SourceVideo
 from preprocess.lock import worker_lock
@@ -28,6 +28,23 @@ class Outcome:
     meta: dict | None = None  # the video's meta.json if it was written
     reason: str = ""  # why not (failures.csv), or why the run must stop
     stop: bool = False
+
+
+class Stopped(Exception):
+    """A build stops: its reason is one line (a worker's outcome that ends the whole run)."""
+
+
+def stopped_build(error: Exception, store: Path, progress: str) -> StoreError:
+    """The one line of a store build that stopped on ``error`` (a ``Stopped`` or an OSError:
+    a full disk, a write refused); what was finished is kept and a rerun resumes."""
+    if isinstance(error, Stopped):
+        reason = str(error)
+    elif getattr(error, "errno", None) in DISK_FULL:
+        reason = f"disk full while writing {shown_path(error.filename or store)}"
+    else:
+        reason = f"{shown_path(error.filename or store)}: {error.strerror or error}"
+    fix = "free space" if reason.startswith("disk full") else "fix this"
+    return StoreError(f"{reason}: {progress}; {fix} and run the same command again")
 
 
 def shown_path(path: Path) -> str:
