@@ -45,11 +45,11 @@ from formats.store import (
 from preprocess.cli import guarded, run_main
 from preprocess.failures import FAILURES_FILE, Summary, print_failures, write_failures
 from preprocess.frame_bytes import read_frame_bytes
-from preprocess.frames import check_store, prepare_store, remove_partial
+from preprocess.frames import check_store, prepare_store, remove_partial, stopping_cleanly
 from preprocess.identity import RECORD_OK, read_store_identity, store_fingerprint
 from preprocess.kinetics import SPLITS
 from preprocess.lock import store_read_lock, store_write_lock, worker_lock
-from preprocess.task import Stopped, stopped_build, write_error
+from preprocess.task import Stopped, write_error
 
 
 @dataclass
@@ -158,15 +158,11 @@ def build_decoded_store(jpeg_store: Path, store: Path, jobs: int = -1,
         index = {split: read_index(jpeg_store, split) for split in SPLITS}
         summary = Summary(total=sum(len(rows) for rows in index.values()))
         with store_write_lock(store, quiet) as keep_workers_out:
-            try:
+            with stopping_cleanly(store, keep_workers_out, summary):
                 prepare_store(store, settings)
                 remove_partial(store)
                 _build(jpeg_store, store, index, jobs, quiet, summary)
                 _record_identity(jpeg_store, store, identity, summary)
-            except (OSError, Stopped) as e:
-                keep_workers_out()  # nothing half-written stays behind
-                remove_partial(store)
-                raise stopped_build(e, store, summary.progress()) from None
     summary.seconds = time.monotonic() - start
     if not quiet:
         _print_summary(summary, store)

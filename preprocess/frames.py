@@ -19,6 +19,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,6 +84,19 @@ def prepare_store(store: Path, settings: StoreSettings) -> None:
     write_settings(store, settings)
 
 
+@contextmanager
+def stopping_cleanly(store: Path, keep_workers_out: Callable[[], None],
+                     summary: Summary) -> Iterator[None]:
+    """A build that stops (a worker's fatal outcome, a full disk, a refused write) keeps what it
+    finished, removes what was half-written and says so in one line (a rerun resumes)."""
+    try:
+        yield
+    except (OSError, Stopped) as e:
+        keep_workers_out()  # no worker writes any more
+        remove_partial(store)
+        raise stopped_build(e, store, summary.progress()) from None
+
+
 def remove_partial(store: Path) -> None:
     """Remove what a killed run may have left half-written."""
     # Only the levels where partial video folders live: never walk the frame files.
@@ -119,16 +134,12 @@ def build_store(data: Path, store: Path, opts: ExtractOptions, jobs: int = -1,
     except OSError as e:
         raise StoreError(f"{store}: cannot create the store ({e.strerror})") from None
     with store_write_lock(store, quiet) as keep_workers_out:
-        try:
+        with stopping_cleanly(store, keep_workers_out, summary):
             prepare_store(store, settings)
             remove_partial(store)
             _build(data, store, opts, jobs, quiet, classes, videos, summary)
             # The store is complete: record what it holds and whether it is the benchmark's data.
             record_identity(store, data, summary.failures, quiet)
-        except (OSError, Stopped) as e:
-            keep_workers_out()  # nothing half-written stays behind
-            remove_partial(store)
-            raise stopped_build(e, store, summary.progress()) from None
     summary.seconds = time.monotonic() - start
     if not quiet:
         print_summary(summary, store, data, videos)
