@@ -1,9 +1,9 @@
-"""Inputs shared by the whole suite, built once per session.
+"""Settings and inputs shared by the whole suite, the inputs built once per session.
 
-Tests only read these; a test that damages or edits one takes a copy (``tiny_store_copy``, or
-``shutil.copytree`` of its own) instead of building another. Each is checked at the end of
-the session: a test that changed a shared input fails there, naming it, rather than making
-a later test pass or fail by chance."""
+Tests only read the inputs; a test that damages or edits one takes a copy
+(``tiny_store_copy``, or ``shutil.copytree`` of its own) instead of building another. Each is
+checked at the end of the session: a test that changed a shared input fails there, naming
+it, rather than making a later test pass or fail by chance."""
 
 from __future__ import annotations
 
@@ -17,7 +17,18 @@ from preprocess.extract import ExtractOptions
 from preprocess.frames import build_store
 from preprocess.synth import SynthOptions, make_dataset
 from tests.helpers.faults import tree
-from tests.helpers.train import build_tiny_store
+from tests.helpers.train import build_tiny_store, one_thread
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_compute_thread() -> Iterator[None]:
+    """One intra-op thread in the test process: on a small shared CPU (2 cores here, shared
+    with other work), OpenMP threads that wait for each other at every operation make the
+    in-process computations several times slower. The processes a test starts keep the
+    settings that test gives them."""
+    with one_thread():
+        yield
+
 
 # Lock files a reader creates in a store it reads (training holds the writer lock shared):
 # reading leaves them behind, and they hold no data.
