@@ -1,13 +1,9 @@
 """ClipDataset: clip enumeration against torchvision's VideoClips, the frames each clip holds,
 determinism of the augmentation, JPEG vs HDF5 stores, and the errors a user can hit."""
 
-import math
-import warnings
-
 import numpy as np
 import pytest
 import torch
-from torchvision.datasets.video_utils import VideoClips
 
 from datasets import ClipDataset, StoreError, TrainTransform, ValTransform
 from formats.store import frame_name, read_index
@@ -18,6 +14,7 @@ from tests.helpers.datasets import (
     make_index_only_store,
     make_store,
     textured_frames,
+    torchvision_clips,
     video_id,
 )
 
@@ -29,17 +26,6 @@ VIDEOS = [
     (9000, 30000 / 1001), (119, 12.5),
 ]
 SMALL_TRAIN = TrainTransform(short_side_range=(28, 60), crop=24)
-
-
-def torchvision_clips(n: int, fps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source frame indices kept at 15 fps, clips as rows of source frame indices), from
-    VideoClips with clip_length 16, step 16, frame_rate 15 and pts = frame numbers."""
-    pts = torch.arange(n)
-    kept = pts[VideoClips._resample_video_idx(int(math.floor(n * 15 / fps)), fps, 15)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torchvision warns about videos with no clip
-        clips, _ = VideoClips.compute_clips_for_video(pts, 16, 16, fps, 15)
-    return kept, clips
 
 
 def test_clips_match_torchvision_video_clips(tmp_path):

@@ -9,7 +9,7 @@ import torch
 
 from datasets import ClipDataset, ValTransform
 from preprocess.__main__ import main as preprocess_main
-from tests.test_datasets_clips import torchvision_clips
+from tests.helpers.datasets import torchvision_clips
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from tests.helpers.faults import (
     replay_hint,
     wait_until,
 )
-from tests.helpers.train import TINY, TORCHRUN, build_tiny_store
+from tests.helpers.train import TINY, TORCHRUN
 from train.rundir import epochs
 
 EXIT_BOUND_S = 120.0  # the job must be gone this long after the kill (gloo's own timeout: 30 min)
@@ -31,8 +31,8 @@ EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 def torchrun(*args: str, **kwargs) -> subprocess.Popen:

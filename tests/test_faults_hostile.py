@@ -20,7 +20,7 @@ from score.__main__ import main as score_main
 from score.load import load_run
 from tests.helpers.faults import FAULT_ROUNDS, FAULT_SEED, fault_rng
 from tests.helpers.score import EPOCH_HEADER, reaching_at, write_run
-from tests.helpers.train import TINY, build_tiny_store
+from tests.helpers.train import TINY
 from train import TrainError
 from train.__main__ import main as train_main
 from train.rundir import checkpoint
@@ -50,7 +50,7 @@ def hostile(tmp_path) -> tuple[Path, Path]:
     return path, marker
 
 
-def test_checkpoint_with_a_pickled_object_is_refused_and_runs_nothing(hostile, tmp_path,
+def test_checkpoint_with_a_pickled_object_is_refused_and_runs_nothing(hostile, tiny_store,
                                                                       capsys):
     path, marker = hostile
     run_dir = path.parent
@@ -61,8 +61,7 @@ def test_checkpoint_with_a_pickled_object_is_refused_and_runs_nothing(hostile, t
     # Through the command line, as `make resume` does.
     (run_dir / "run.json").write_text(json.dumps({"finished": False, "changed_keys": []}))
     (run_dir / "config.yaml").write_text(TINY.read_text())
-    store = build_tiny_store(tmp_path / "store")
-    assert train_main(["--resume", str(run_dir), "--data", str(store)]) == 2
+    assert train_main(["--resume", str(run_dir), "--data", str(tiny_store)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "UnpicklingError" in err
     assert not marker.exists()

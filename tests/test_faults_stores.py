@@ -23,7 +23,7 @@ from preprocess.extract import ExtractOptions
 from preprocess.frames import build_store
 from preprocess.synth import SynthOptions, make_dataset
 from preprocess.verify import verify_store
-from tests.helpers.train import TINY, build_tiny_store, one_thread
+from tests.helpers.train import TINY, one_thread
 from train.__main__ import main as train_main
 
 FRAME_REF = r"(frame \d+|frames \d+\.\.\d+|image_\d{5}\.jpg)"
@@ -263,8 +263,9 @@ def test_damage_is_named_never_silent(clean, tmp_path, fmt, damage):
         assert all(str(store) in p for p in problems), problems  # each names its file
 
 
-def test_training_on_a_damaged_store_stops_with_one_line_naming_the_frame(tmp_path, capsys):
-    store = build_tiny_store(tmp_path / "store")
+def test_training_on_a_damaged_store_stops_with_one_line_naming_the_frame(tiny_store_copy,
+                                                                          tmp_path, capsys):
+    store = tiny_store_copy
     record = read_index(store, "train")[3]
     _frame_file(store, record, 2).unlink()
     with one_thread():

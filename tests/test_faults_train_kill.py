@@ -29,7 +29,7 @@ from tests.helpers.faults import (
     replay_hint,
     wait_until,
 )
-from tests.helpers.train import TINY, build_tiny_store, one_thread
+from tests.helpers.train import TINY, one_thread
 from train.__main__ import main as train_main
 from train.run import run
 from train.rundir import epochs
@@ -39,8 +39,8 @@ RTOL, ATOL = 1e-5, 1e-6
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 @pytest.fixture(scope="module")

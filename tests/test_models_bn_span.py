@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 import models
 from models.bn_span import SpanBatchNorm3d, SpanLayout, apply_bn_span, plan_bn_span
+from tests.helpers.models import CLIP, batch, build_model, data_parallel_step, optimizer
 from tests.helpers.train import one_thread
-from tests.test_models_bn_span_ddp import CLIP, batch, build_model, data_parallel_step, optimizer
 
 
 @pytest.fixture(autouse=True, scope="module")

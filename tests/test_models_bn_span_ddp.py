@@ -1,71 +1,29 @@
 """X3D-M's 4-clip BatchNorm under DistributedDataParallel on 1, 2, 4 and 8 gloo processes
 (and on 4 processes of one clip each: one group of 4, as 16 processes would form) against
-the reference's DataParallel over 4 GPUs, rebuilt independently here: the global batch of 16
-cut into four chunks of 4, chunk k through replica k (plain ``nn.BatchNorm3d`` copies of the
-model), loss over the concatenated outputs, gradients summed over the replicas, only
-replica 0's running statistics kept.
+the reference's DataParallel over 4 GPUs, rebuilt independently (tests/helpers/models.py):
+the global batch of 16 cut into four chunks of 4, chunk k through replica k (plain
+``nn.BatchNorm3d`` copies of the model), loss over the concatenated outputs, gradients summed
+over the replicas, only replica 0's running statistics kept.
 
 Float64 and no dropout, so that the two computations agree to rounding; a tiny clip
 (4 x 32 x 32) so that 8 processes fit on 2 cores in seconds."""
 
 import copy
+import functools
 import os
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-import models
 from models.bn_span import apply_bn_span
+from tests.helpers.models import SPAN, batch, build_model, data_parallel_step, optimizer
 from tests.helpers.train import one_thread
-from tests.test_models_x3d import randomize
 
-GLOBAL_BATCH = 16
-SPAN = 4
-CLIP = (4, 32)  # frames, crop
 RTOL, ATOL = 1e-7, 1e-10
-
-
-def build_model() -> nn.Module:
-    """Seeded X3D-M with random weights and running statistics (the init zeroes every residual
-    branch's last BatchNorm, which would hide most layers from the comparison)."""
-    torch.manual_seed(0)
-    model = models.build("x3d_m", 20, clip_len=CLIP[0], crop_size=CLIP[1], dropout=0.0)
-    randomize(model, seed=1)
-    return model.double()
-
-
-def batch(size: int = GLOBAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(2)
-    x = torch.randn(size, 3, CLIP[0], CLIP[1], CLIP[1], generator=generator, dtype=torch.float64)
-    return x, torch.randint(0, 20, (size,), generator=generator)
-
-
-def optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    """The workload's SGD."""
-    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.94, nesterov=True,
-                           weight_decay=5e-4)
-
-
-def data_parallel_step(x: torch.Tensor, y: torch.Tensor, devices: int = 4) -> dict:
-    """The reference: DataParallel's scatter (torch.chunk over the devices), one replica per
-    chunk, replica 0 being the model itself (its running statistics are the ones kept)."""
-    model = build_model().train()
-    chunks = x.chunk(devices)
-    replicas = [model] + [copy.deepcopy(model) for _ in chunks[1:]]
-    loss = F.cross_entropy(torch.cat([r(c) for r, c in zip(replicas, chunks, strict=True)]), y)
-    loss.backward()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            for replica in replicas[1:]:
-                param.grad += replica.get_parameter(name).grad
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    optimizer(model).step()
-    return {"loss": loss.item(), "grads": grads, "state": model.state_dict()}
 
 
 def ddp_worker(rank: int, world: int, global_batch: int, init_file: str, out: str) -> None:
@@ -91,6 +49,14 @@ def ddp_worker(rank: int, world: int, global_batch: int, init_file: str, out: st
         dist.destroy_process_group()
 
 
+@functools.cache
+def reference_step(global_batch: int) -> dict:
+    """The reference's step on the global batch: the same for every process count, so
+    computed once."""
+    x, y = batch(global_batch)
+    return data_parallel_step(x, y, devices=global_batch // SPAN)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     with one_thread():
@@ -110,8 +76,7 @@ def assert_states_close(actual: dict, expected: dict, what: str) -> None:
     (4, 4),  # 1 clip per process: one group of 4 ranks (as 16 processes at batch 16)
 ])
 def test_one_step_equals_data_parallel_over_chunks_of_four(world, global_batch, tmp_path):
-    x, y = batch(global_batch)
-    reference = data_parallel_step(x, y, devices=global_batch // SPAN)
+    reference = reference_step(global_batch)
     # Forked, not spawned: the children start with torch and the model code imported, which
     # is most of their time here. Safe because no OpenMP thread pool has been started:
     # every process of this module runs on one thread.

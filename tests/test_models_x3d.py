@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import models
 from models.convert import from_pytorchvideo, to_pytorchvideo
+from tests.helpers.models import randomize
 
 with warnings.catch_warnings():  # the reference warns about deprecated torch APIs
     warnings.simplefilter("ignore")
@@ -34,24 +35,6 @@ def reference(clip_len: int, crop: int, num_classes: int = 400, **options) -> nn
     """The hub's x3d_m settings (its builder fixes 16x224x224, so call create_x3d as it does)."""
     return create_x3d(input_clip_length=clip_len, input_crop_size=crop, depth_factor=2.2,
                       model_num_class=num_classes, **options)
-
-
-def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Random weights and BN statistics: the init zeroes every residual branch's last BN,
-    which would hide most of the network from an output comparison."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            noise = torch.randn(tensor.shape, generator=generator)
-            if name.endswith("running_var"):
-                tensor.copy_(0.5 + noise.abs())
-            elif tensor.dim() <= 1:
-                tensor.copy_(noise * 0.2 + (1.0 if name.endswith(".weight") else 0.0))
-            else:
-                tensor.copy_(tensor + 0.1 * tensor.std() * noise)
-    return model
 
 
 def ours_like(ref: nn.Module, clip_len: int, crop: int, num_classes: int = 400,

@@ -13,26 +13,8 @@ from preprocess.dataset_check import (
     summary_lines,
     write_differences,
 )
-
-CLASSES = ["abseiling", "bending_back", "bungee_jumping", "cleaning_floor", "curling_hair",
-           "drinking", "exercising_with_an_exercise_ball", "giving_or_receiving_award",
-           "hurdling", "laughing", "moving_furniture", "playing_basketball", "playing_paintball",
-           "push_up", "roller_skating", "shredding_paper", "sniffing", "swimming_breast_stroke",
-           "tobogganing", "washing_feet"]  # WORKLOAD.md
-
-
-def manifest_slice(tmp_path, per_class_split=2, classes=2):
-    """A manifest of the real one's first files of the first classes, in both splits."""
-    entries, _ = read_manifest()
-    keep = [e for e in entries if e[1] in CLASSES[:classes]]
-    picked = []
-    for split in ("train", "val"):
-        for cls in CLASSES[:classes]:
-            picked += [e for e in keep if e[:2] == (split, cls)][:per_class_split]
-    path = tmp_path / "manifest.csv"
-    with open(path, "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows([["split", "class", "file"], *picked])
-    return path, picked
+from tests.helpers.preprocess import KINETICS20_CLASSES as CLASSES
+from tests.helpers.preprocess import manifest_slice
 
 
 def make_folder(root, entries):

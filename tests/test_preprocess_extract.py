@@ -10,6 +10,7 @@ import pytest
 from preprocess.encode import encode_mp4
 from preprocess.extract import ExtractOptions, VideoError, decode_jpeg, extract_video, output_size
 from preprocess.resample import kept_frame_indices
+from tests.helpers.preprocess import smooth_frames
 
 BITS = 8  # frame index written as 8 black/white stripes, 8 px wide each
 
@@ -38,18 +39,6 @@ def test_extractor_keeps_exactly_the_torchvision_frames(tmp_path, fps):
     expected = kept_frame_indices(n, float(rate)).tolist()
     assert video.source_frames == n and video.source_fps == pytest.approx(float(rate))
     assert [read_barcode(decode_jpeg(j)) for j in video.jpegs] == expected
-
-
-def smooth_frames(count: int, width: int, height: int) -> np.ndarray:
-    """Gradients with a moving disc: natural-image-like content for pixel comparisons."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    frames = np.empty((count, height, width, 3), np.uint8)
-    for i in range(count):
-        img = np.dstack([xx / width * 200 + 20, yy / height * 180 + 30,
-                         (xx + yy + 4 * i) % 255 * 0.5 + 60])
-        cv2.circle(img, (20 + 3 * i, height // 2), height // 5, (230, 40, 40), -1, cv2.LINE_AA)
-        frames[i] = cv2.GaussianBlur(img, (5, 5), 1.5).clip(0, 255)
-    return frames
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,7 +10,7 @@ import pytest
 from preprocess import dataset_check, getdata
 from preprocess.__main__ import main
 from preprocess.getdata import get_data
-from tests.test_preprocess_dataset_check import manifest_slice
+from tests.helpers.preprocess import manifest_slice
 
 
 def content(entry):

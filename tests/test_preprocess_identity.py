@@ -16,8 +16,7 @@ from preprocess.extract import ExtractOptions
 from preprocess.frames import build_store
 from preprocess.identity import read_store_identity, store_compliance_issues, store_fingerprint
 from preprocess.verify import verify_store
-from tests.test_preprocess_dataset_check import manifest_slice
-from tests.test_preprocess_extract import smooth_frames
+from tests.helpers.preprocess import manifest_slice, smooth_frames
 
 WORKLOAD = ExtractOptions("jpg", 320, 90)
 

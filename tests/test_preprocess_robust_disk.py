@@ -17,20 +17,11 @@ from preprocess import frame_bytes as frame_bytes_module
 from preprocess.extract import ExtractOptions
 from preprocess.frame_bytes import read_frame_bytes
 from preprocess.frames import build_store
-from preprocess.synth import SynthOptions, make_dataset
 from tests.helpers.faults import REPO, tree
 from tests.helpers.train import small_tmpfs
 
 FULL = re.compile(r"error: disk full while writing (.+): (\d+) of 10 videos done; free space "
                   r"and run the same command again")
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("disk") / "data"
-    make_dataset(SynthOptions(classes=2, train_per_class=4, val_per_class=1, duration=1.2,
-                              width=96, height=64), root, jobs=2)
-    return root
 
 
 @pytest.fixture
@@ -68,11 +59,11 @@ def _same_videos(store: Path, reference: Path) -> None:
             assert read_frame_bytes(store, a, frames) == read_frame_bytes(reference, b, frames)
 
 
-def test_a_full_disk_stops_in_one_line_and_the_rerun_completes(dataset, small_disk, tmp_path):
-    reference = tmp_path / "reference"
-    build_store(dataset, reference, ExtractOptions(), jobs=2, quiet=True)
+def test_a_full_disk_stops_in_one_line_and_the_rerun_completes(synth_videos, synth_jpg_store,
+                                                               small_disk):
+    reference = synth_jpg_store
     store = small_disk / "store"
-    full = _frames(dataset, store, "jpg")
+    full = _frames(synth_videos, store, "jpg")
     assert full.returncode == 2, full.stderr[-3000:]
     assert "Traceback" not in full.stderr
     match = FULL.fullmatch(full.stderr.strip().splitlines()[-1])
@@ -85,19 +76,19 @@ def test_a_full_disk_stops_in_one_line_and_the_rerun_completes(dataset, small_di
     assert {p.name for p in store.glob("*/*/*")} == {p.name for p in complete}
 
     _resize(small_disk, "8m")
-    again = _frames(dataset, store, "jpg")
+    again = _frames(synth_videos, store, "jpg")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"{10 - len(complete)} videos done, {len(complete)} skipped" in again.stdout
     _same_videos(store, reference)
     assert tree(store, ("store.json",)) == tree(reference, ("store.json",))
 
 
-def test_hdf5_packing_checks_the_space_it_needs_first(dataset, small_disk, tmp_path):
+def test_hdf5_packing_checks_the_space_it_needs_first(synth_videos, small_disk, tmp_path):
     reference = tmp_path / "reference"
-    build_store(dataset, reference, ExtractOptions("hdf5"), jobs=2, quiet=True)
+    build_store(synth_videos, reference, ExtractOptions("hdf5"), jobs=2, quiet=True)
     _resize(small_disk, "1200k")  # room for the staged videos, not for the packed file too
     store = small_disk / "store"
-    short = _frames(dataset, store, "hdf5")
+    short = _frames(synth_videos, store, "hdf5")
     assert short.returncode == 2, short.stderr[-3000:]
     last = short.stderr.strip().splitlines()[-1]
     assert re.fullmatch(
@@ -107,7 +98,7 @@ def test_hdf5_packing_checks_the_space_it_needs_first(dataset, small_disk, tmp_p
     assert _leftovers(store) == [] and not (store / "train.h5").exists()
 
     _resize(small_disk, "8m")
-    again = _frames(dataset, store, "hdf5")
+    again = _frames(synth_videos, store, "hdf5")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 videos done, 10 skipped" in again.stdout  # the staged videos were kept
     _same_videos(store, reference)

@@ -10,13 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from formats.store import StoreError, read_index
 from preprocess.extract import ExtractOptions
 from preprocess.frames import build_store
 from preprocess.lock import store_read_lock
-from preprocess.synth import SynthOptions, make_dataset
 from tests.helpers.faults import REPO, group_members, python_module, tree, wait_gone, wait_until
 
 READER = """
@@ -32,14 +29,6 @@ except StoreError as e:
 """
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lock") / "data"
-    make_dataset(SynthOptions(classes=2, train_per_class=4, val_per_class=1, duration=1.2,
-                              width=96, height=64), root, jobs=2)
-    return root
-
-
 def _frames(dataset: Path, store: Path, *extra: str, **kwargs) -> subprocess.Popen:
     return python_module("preprocess", "frames", "--data", str(dataset), "--out", str(store),
                          "--jobs", "2", *extra, **kwargs)
@@ -50,15 +39,15 @@ def _reader(store: Path) -> subprocess.Popen:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
-def test_frames_waits_while_a_training_run_reads_the_store(dataset, tmp_path):
+def test_frames_waits_while_a_training_run_reads_the_store(synth_videos, tmp_path):
     store = tmp_path / "store"
-    build_store(dataset, store, ExtractOptions(), jobs=2, quiet=True)
+    build_store(synth_videos, store, ExtractOptions(), jobs=2, quiet=True)
     reader = _reader(store)
     try:
         assert reader.stdout.readline() == "held\n"
         err = tmp_path / "err.txt"
         with open(err, "w") as err_file:
-            build = _frames(dataset, store, stdout=subprocess.DEVNULL, stderr=err_file)
+            build = _frames(synth_videos, store, stdout=subprocess.DEVNULL, stderr=err_file)
         try:
             wait_until(lambda: "training run" in err.read_text(), build, 60,
                        what="the waiting message")
@@ -76,9 +65,9 @@ def test_frames_waits_while_a_training_run_reads_the_store(dataset, tmp_path):
                      "(stop it to build now) ..."]
 
 
-def test_training_refuses_a_store_that_frames_is_writing(dataset, tmp_path):
+def test_training_refuses_a_store_that_frames_is_writing(synth_videos, tmp_path):
     store = tmp_path / "store"
-    build = _frames(dataset, store, "--format", "hdf5", stdout=subprocess.DEVNULL,
+    build = _frames(synth_videos, store, "--format", "hdf5", stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL)
     refusals = []
     try:
@@ -106,13 +95,13 @@ def _workers_of(pgid: int, main_pid: int) -> list[int]:
     return [p for p in group_members(pgid) if p != main_pid]
 
 
-def test_sigterm_stops_frames_and_its_workers_and_the_rerun_completes(dataset, tmp_path):
-    reference = tmp_path / "reference"
-    build_store(dataset, reference, ExtractOptions(), jobs=2, quiet=True)
+def test_sigterm_stops_frames_and_its_workers_and_the_rerun_completes(synth_videos,
+                                                                     synth_jpg_store, tmp_path):
+    reference = synth_jpg_store
     store = tmp_path / "store"
     err = tmp_path / "err.txt"  # a file: a surviving worker would hold a pipe open
     with open(err, "w") as err_file:
-        proc = _frames(dataset, store, stdout=subprocess.DEVNULL, stderr=err_file,
+        proc = _frames(synth_videos, store, stdout=subprocess.DEVNULL, stderr=err_file,
                        start_new_session=True)
     try:
         wait_until(lambda: len(_workers_of(proc.pid, proc.pid)) >= 2, proc, 60,
@@ -137,7 +126,7 @@ def test_sigterm_stops_frames_and_its_workers_and_the_rerun_completes(dataset, t
     # about the killed workers' locks when the stop caught them holding one.
     assert "Traceback" not in err.read_text() and "Warning" not in err.read_text()
     done = subprocess.run([sys.executable, "-m", "preprocess", "frames", "--data",
-                           str(dataset), "--out", str(store), "--jobs", "2"], cwd=REPO,
+                           str(synth_videos), "--out", str(store), "--jobs", "2"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert tree(store, ("store.json",)) == tree(reference, ("store.json",))

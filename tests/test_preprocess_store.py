@@ -21,7 +21,7 @@ from preprocess.extract import ExtractOptions, decode_jpeg
 from preprocess.frame_bytes import read_frame_bytes
 from preprocess.frames import build_store
 from preprocess.verify import verify_store
-from tests.test_preprocess_extract import smooth_frames
+from tests.helpers.preprocess import smooth_frames
 
 BAD = {"empty": "empty file", "text": "cannot open", "short": "too short",
        "audio": "no video stream", "truncated": "cannot open"}

@@ -19,7 +19,7 @@ from probe.checks import (
 )
 from probe.predict import KINETICS20_CLIPS, Plan, Rates, eval_epochs, predict
 from probe.table import table, verdict
-from tests.test_train_device import GOOD, NO_GPU, OLD_DRIVER
+from tests.helpers.device import GOOD, NO_GPU, OLD_DRIVER
 
 GPU_PLAN = Plan(device="cuda", gpus=2, workers=1, cores=8, threads=1, train_clips=100,
                 val_clips=9, epochs=20, eval_epochs=(9, 19), startup_s=5.0, checkpoint_s=1.0,

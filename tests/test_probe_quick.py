@@ -12,14 +12,12 @@ import pytest
 
 from probe.__main__ import main
 from probe.predict import Plan, Rates, predict
-from tests.helpers.train import REPO, build_tiny_store
+from tests.helpers.train import REPO
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    root = tmp_path_factory.mktemp("probe")
-    store = build_tiny_store(root / "store")
-    return root, store
+def quick(tiny_store, tmp_path_factory):
+    return tmp_path_factory.mktemp("probe"), tiny_store
 
 
 def _shared_clip_s(demand: float, loader: float, threads: int, cores: int) -> float:

@@ -10,19 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, build_tiny_store
+from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
-
-
-def _campaign(store: Path, out: Path, runs: int) -> list[str]:
+def _campaign(tiny_store: Path, out: Path, runs: int) -> list[str]:
     return [sys.executable, "-m", "train.campaign", "--runs", str(runs), "--",
-            sys.executable, "-m", "train", "--config", str(TINY), "--data", str(store),
+            sys.executable, "-m", "train", "--config", str(TINY), "--data", str(tiny_store),
             "--out", str(out), "--set", "system=box-a", "--set", "epochs=1"]
 
 
@@ -34,9 +27,9 @@ def _runs(out: Path) -> dict[int, dict]:
     return found
 
 
-def test_a_campaign_stopped_after_its_first_run_continues_to_its_end(store, tmp_path):
+def test_a_campaign_stopped_after_its_first_run_continues_to_its_end(tiny_store, tmp_path):
     out = tmp_path / "results"
-    job = subprocess.Popen(_campaign(store, out, 3), cwd=REPO, env=ONE_THREAD_ENV,
+    job = subprocess.Popen(_campaign(tiny_store, out, 3), cwd=REPO, env=ONE_THREAD_ENV,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -56,7 +49,7 @@ def test_a_campaign_stopped_after_its_first_run_continues_to_its_end(store, tmp_
     first = _runs(out)[0]
     assert first["finished"] and first["seed"] == 0
 
-    done = subprocess.run(_campaign(store, out, 3), cwd=REPO, env=ONE_THREAD_ENV,
+    done = subprocess.run(_campaign(tiny_store, out, 3), cwd=REPO, env=ONE_THREAD_ENV,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "run 1 of 3 (seed 0) done earlier (finished)" in done.stdout

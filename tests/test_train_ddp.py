@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import opts
 from formats.results import EPOCH_COLUMNS
-from tests.helpers.train import TINY, VAL_CLIPS, build_tiny_store, one_thread, train_cli
+from tests.helpers.train import (
+    TINY,
+    VAL_CLIPS,
+    agent_store,
+    one_thread,
+    train_cli,
+)
 from train import distributed
 from train.data import build_data
 from train.evaluate import evaluate
@@ -26,8 +31,8 @@ from train.schedule import config_lr
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 def test_torchrun_two_processes_train_two_epochs(store, tmp_path):
@@ -77,15 +82,9 @@ def test_torchrun_two_processes_train_two_epochs(store, tmp_path):
 # equal the one-process loss, and DDP's averaged gradient the full-batch gradient, so the
 # loss after one update must agree as well.
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _measure(rank: int, world_size: int, port: int, store: str, out: str) -> None:
+def _measure(rank: int, world_size: int, rendezvous: dict, store: str, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      **rendezvous)
     torch.set_num_threads(1)
     d = distributed.setup()
     try:
@@ -130,10 +129,11 @@ def _measure(rank: int, world_size: int, port: int, store: str, out: str) -> Non
 def _run(world_size: int, store: Path, out: Path) -> dict:
     if world_size == 1:
         with one_thread():
-            _measure(0, 1, 0, str(store), str(out))
+            _measure(0, 1, {}, str(store), str(out))
     else:  # fork: the children start with torch and the code already imported
-        mp.start_processes(_measure, args=(world_size, _free_port(), str(store), str(out)),
-                           nprocs=world_size, start_method="fork")
+        with agent_store() as rendezvous:
+            mp.start_processes(_measure, args=(world_size, rendezvous, str(store), str(out)),
+                               nprocs=world_size, start_method="fork")
     return {**json.loads(out.read_text()), "update": torch.load(out.with_suffix(".pt"))}
 
 

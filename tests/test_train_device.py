@@ -7,10 +7,11 @@ import dataclasses
 import pytest
 import torch
 
+from tests.helpers.device import GOOD, NO_GPU, OLD_DRIVER
+from tests.helpers.train import TINY, train_cli
 from train import TrainError
 from train.device import (
     DeviceError,
-    DeviceFacts,
     choose,
     decide,
     driver_cuda_from_table,
@@ -21,16 +22,6 @@ from train.device import (
     visible_gpus,
 )
 from train.distributed import choose_device
-
-# A working 4-GPU machine.
-GOOD = DeviceFacts(cuda_available=True, device_count=4, torch_version="2.14.1",
-                   torch_cuda="13.0", nvidia_devices=4, driver="580.82.07", driver_cuda="13.0")
-# GPUs with a driver too old for PyTorch's CUDA 13 build: torch sees no CUDA.
-OLD_DRIVER = dataclasses.replace(GOOD, cuda_available=False, device_count=0,
-                                 driver="535.104.05", driver_cuda="12.2")
-# A machine without any NVIDIA trace.
-NO_GPU = DeviceFacts(cuda_available=False, device_count=0, torch_version="2.14.1",
-                     torch_cuda="13.0", nvidia_devices=0, driver=None, driver_cuda=None)
 
 
 def test_auto_uses_usable_gpus_one_per_process():
@@ -208,13 +199,10 @@ def test_this_machine_and_the_trainers_entry_point():
     assert choose_device(0, requested="cpu") == torch.device("cpu")
 
 
-def test_trainer_stops_with_one_line_when_the_device_cannot_be_used(tmp_path):
+def test_trainer_stops_with_one_line_when_the_device_cannot_be_used(tiny_store, tmp_path):
     """``python -m train --device cuda`` on a machine whose GPUs PyTorch cannot use (or that
     has none) stops before anything is written, with the decision's one line."""
-    from tests.helpers.train import TINY, build_tiny_store, train_cli
-
-    store = build_tiny_store(tmp_path / "store")
-    done = train_cli("--config", str(TINY), "--data", str(store), "--device", "cuda",
+    done = train_cli("--config", str(TINY), "--data", str(tiny_store), "--device", "cuda",
                      "--out", str(tmp_path / "results"), timeout=120)
     facts = gather_facts(ask_driver=True)
     if facts.usable:  # a GPU machine: the tiny run trains on its GPU

@@ -6,6 +6,7 @@ restart does not run into the same error again."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from formats.store import frame_name
-from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, TORCHRUN, build_tiny_store, kill_tree
+from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, TORCHRUN, kill_tree
 
 # The val ShardSampler gives rank 1 of 2 the second half of the 7 val clips (3..6); clip 6 is
 # frames 4-7 of this video, read by rank 1 only.
@@ -26,8 +27,9 @@ OUR_FRAME = re.compile(r'File ".*/(train|datasets|preprocess|models|opts)\b')
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    store = build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store, tmp_path_factory) -> Path:
+    """A copy of the tiny store with one corrupt val frame."""
+    store = Path(shutil.copytree(tiny_store, tmp_path_factory.mktemp("corrupt") / "store"))
     path = store / "val" / VIDEO / frame_name(FRAME)
     assert path.is_file()
     path.write_bytes(np.random.default_rng(0).bytes(3000))

@@ -15,7 +15,6 @@ from tests.helpers.train import (
     ONE_THREAD_ENV,
     REPO,
     TINY,
-    build_tiny_store,
     free_port,
     kill_tree,
     multinode_cmd,
@@ -28,8 +27,8 @@ COMPARED = ("epoch", "lr", "train_loss", "train_top1", "eval", "val_top1", "val_
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 def _two_nodes(store: Path, out: Path) -> list[subprocess.CompletedProcess]:

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 import formats.results as results_format
 import opts
-from tests.helpers.train import REPO, TINY, build_tiny_store, train_cli
+from tests.helpers.train import REPO, TINY, train_cli
 from train import distributed
 from train.data import build_data
 from train.evaluate import batch_mean_top1, evaluate
@@ -26,8 +26,8 @@ MANIFEST = REPO / "preprocess" / "kinetics20_manifest.csv"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 # ---- the metric ----------------------------------------------------------------------------

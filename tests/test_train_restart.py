@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from tests.helpers.faults import ONE_THREAD_ENV, REPO, children, environment_of, kill, wait_until
-from tests.helpers.train import TINY, TORCHRUN, build_tiny_store, train_cli
+from tests.helpers.train import TINY, TORCHRUN, train_cli
 from train.rundir import epochs
 from train.rundir.clock import read_heartbeat
 
@@ -29,8 +29,8 @@ HEARTBEAT_S = 1.0  # the heartbeat's interval: at most this much lost work goes 
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 def _torchrun(store: Path, out: Path, log, restarts: int, *extra: str) -> subprocess.Popen:

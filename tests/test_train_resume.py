@@ -18,7 +18,6 @@ from tests.helpers.train import (
     ONE_THREAD_ENV,
     REPO,
     TINY,
-    build_tiny_store,
     one_thread,
     train_cli,
 )
@@ -27,8 +26,8 @@ from train.rundir import checkpoint, epochs
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> None:

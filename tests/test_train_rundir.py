@@ -17,7 +17,7 @@ import torch
 
 from preprocess.lock import WRITER_LOCK_FILE
 from tests.helpers.faults import kill, python_module, wait_until
-from tests.helpers.train import REPO, TINY, build_tiny_store
+from tests.helpers.train import REPO, TINY
 from train import TrainError
 from train.__main__ import main as train_main
 from train.rundir import attempts, checkpoint
@@ -25,8 +25,8 @@ from train.rundir.record import RunRecord
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 def test_a_locked_run_folder_names_the_process_that_holds_it(tmp_path):

@@ -12,7 +12,7 @@ import torch
 
 import opts
 from datasets.loader import POOL_EXTRA
-from tests.helpers.train import TINY, build_tiny_store, small_tmpfs
+from tests.helpers.train import TINY, small_tmpfs
 from train import TrainError, data
 from train.__main__ import main as train_main
 from train.distributed import Dist
@@ -57,8 +57,9 @@ def test_too_little_shared_memory_is_one_line_with_the_size_and_the_ways_out(sma
     data.check_shm({**config, "workers": 0}, d, str(small_shm))  # no workers, no shared memory
 
 
-def test_the_trainer_checks_shared_memory_at_start_up(small_shm, tmp_path, monkeypatch, capsys):
-    store = build_tiny_store(tmp_path / "store")
+def test_the_trainer_checks_shared_memory_at_start_up(small_shm, tiny_store, tmp_path,
+                                                       monkeypatch, capsys):
+    store = tiny_store
     monkeypatch.setattr(data, "SHM_PATH", str(small_shm))
     code = train_main(["--config", str(TINY), "--data", str(store), "--out",
                        str(tmp_path / "out"), "--workers", "4"])

@@ -22,7 +22,6 @@ from tests.helpers.train import (
     REPO,
     TINY,
     TORCHRUN,
-    build_tiny_store,
     kill_tree,
 )
 from train.rundir import epochs
@@ -31,8 +30,8 @@ OUR_FRAME = re.compile(r'File ".*/(train|datasets|preprocess|models|opts)\b')
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 def _start(store: Path, out: Path, processes: int, workers: int) -> subprocess.Popen:

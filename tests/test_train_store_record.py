@@ -20,7 +20,7 @@ from formats.store import read_settings, write_settings
 from opts import build_parser
 from opts.resume import resume_config
 from preprocess.identity import store_fingerprint
-from tests.helpers.train import REPO, TINY, build_tiny_store, one_thread
+from tests.helpers.train import REPO, TINY, one_thread
 from train.__main__ import main as train_main
 from train.rundir import attempts, checkpoint
 
@@ -29,8 +29,8 @@ DIVERGING = ["--set", "lr=1e30", "--set", "warmup_start_factor=1e-30", "--set", 
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 @pytest.fixture(scope="module")

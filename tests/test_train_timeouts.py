@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.helpers.faults import children
-from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, free_port
+from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, agent_store
 from train.data import Bounded, LoaderTimeout
 
 TIMEOUT_S = 5
@@ -25,8 +25,8 @@ SLACK_S = 25
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
+def store(tiny_store: Path) -> Path:
+    return tiny_store  # shared by the session (tests/conftest.py): read only
 
 
 def _train(store: Path, out: Path, env: dict, *args: str) -> subprocess.Popen:
@@ -54,23 +54,24 @@ def _kill_all(pids: list[int]) -> None:
 
 
 def test_a_stopped_rank_ends_the_run_after_the_collective_timeout(store, tmp_path):
-    # Two training processes as torchrun would start them (its agent would then stop the
-    # stopped one: SIGTERM, and SIGKILL 30 s later).
-    port = free_port()
-    jobs = [_train(store, tmp_path, {**ONE_THREAD_ENV, "RANK": str(r), "LOCAL_RANK": str(r),
-                                     "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
-                                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-            for r in (0, 1)]
-    try:
-        _wait_for_checkpoint(jobs, tmp_path)
-        os.kill(jobs[1].pid, signal.SIGSTOP)
-        stopped = time.monotonic()
-        _, stderr = jobs[0].communicate(timeout=TIMEOUT_S + SLACK_S + 30)
-        took = time.monotonic() - stopped
-    finally:
-        _kill_all([j.pid for j in jobs])
-        for j in jobs:
-            j.wait()
+    # Two training processes as torchrun would start them, their group's store served by
+    # this process as by torchrun's agent (which would then stop the stopped one: SIGTERM,
+    # and SIGKILL 30 s later).
+    with agent_store() as rendezvous:
+        jobs = [_train(store, tmp_path, {**ONE_THREAD_ENV, **rendezvous, "RANK": str(r),
+                                         "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                         "LOCAL_WORLD_SIZE": "2"})
+                for r in (0, 1)]
+        try:
+            _wait_for_checkpoint(jobs, tmp_path)
+            os.kill(jobs[1].pid, signal.SIGSTOP)
+            stopped = time.monotonic()
+            _, stderr = jobs[0].communicate(timeout=TIMEOUT_S + SLACK_S + 30)
+            took = time.monotonic() - stopped
+        finally:
+            _kill_all([j.pid for j in jobs])
+            for j in jobs:
+                j.wait()
     print(f"rank 0 ended {took:.1f} s after rank 1 stopped (timeout {TIMEOUT_S} s)")
     assert jobs[0].returncode == 1 and took < TIMEOUT_S + SLACK_S, (took, stderr[-3000:])
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]

@@ -14,7 +14,7 @@ import torch
 
 import opts
 from tests.helpers.faults import run_obeying_file_modes
-from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, small_tmpfs, train_cli
+from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, small_tmpfs, train_cli
 from train.model import build_model
 from train.rundir import checkpoint, epochs
 
@@ -22,15 +22,10 @@ TINY_MVIT = REPO / "configs" / "test_tiny_mvit.yaml"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny") / "store")
-
-
-@pytest.fixture(scope="module")
-def one_epoch(store, tmp_path_factory) -> Path:
+def one_epoch(tiny_store, tmp_path_factory) -> Path:
     """A finished run of two epochs (``_unfinished`` makes resumable copies of it)."""
     out = tmp_path_factory.mktemp("runs")
-    done = train_cli("--config", str(TINY), "--data", str(store), "--out", str(out))
+    done = train_cli("--config", str(TINY), "--data", str(tiny_store), "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     (run_dir,) = (out / "test_tiny").iterdir()
     return run_dir
@@ -56,20 +51,21 @@ def _unfinished(run_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_an_out_that_is_a_file_is_one_line_before_anything_runs(store, tmp_path):
+def test_an_out_that_is_a_file_is_one_line_before_anything_runs(tiny_store, tmp_path):
     out = tmp_path / "results"
     out.write_text("not a folder\n")
-    done = train_cli("--config", str(TINY), "--data", str(store), "--out", str(out))
+    done = train_cli("--config", str(TINY), "--data", str(tiny_store), "--out", str(out))
     assert done.returncode == 2
     assert _error_line(done) == f"error: {out}: not a folder; the results go to a folder " \
         "(RESULTS=, --out)"
     assert out.read_text() == "not a folder\n"
 
 
-def test_a_read_only_results_folder_is_one_line(store, tmp_path):
+def test_a_read_only_results_folder_is_one_line(tiny_store, tmp_path):
     with small_tmpfs(tmp_path / "ro", "1m") as mount:
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-        done = train_cli("--config", str(TINY), "--data", str(store), "--out", str(mount / "r"))
+        done = train_cli("--config", str(TINY), "--data", str(tiny_store), "--out",
+                         str(mount / "r"))
         assert done.returncode == 2
         line = _error_line(done)
         assert f"{mount / 'r'}" in line and "read-only file system" in line
@@ -77,7 +73,7 @@ def test_a_read_only_results_folder_is_one_line(store, tmp_path):
 
 
 def test_a_folder_the_user_cannot_write_is_one_line_for_a_new_run_and_a_resume(
-        store, one_epoch, tmp_path):
+        tiny_store, one_epoch, tmp_path):
     out = tmp_path / "locked"
     out.mkdir()
     run_dir = _unfinished(one_epoch, tmp_path)
@@ -86,7 +82,7 @@ def test_a_folder_the_user_cannot_write_is_one_line_for_a_new_run_and_a_resume(
         path.chmod(0o555)
     try:
         new = run_obeying_file_modes([*_python_train(), "--config", str(TINY), "--data",
-                                      str(store), "--out", str(out)], env=ONE_THREAD_ENV)
+                                      str(tiny_store), "--out", str(out)], env=ONE_THREAD_ENV)
         resumed = run_obeying_file_modes([*_python_train(), "--resume", str(run_dir)],
                                          env=ONE_THREAD_ENV)
     finally:
@@ -111,10 +107,10 @@ def _python_train() -> list[str]:
     return [sys.executable, "-m", "train"]
 
 
-def test_a_disk_that_fills_at_a_checkpoint_keeps_the_last_one_and_resumes(store, tmp_path):
+def test_a_disk_that_fills_at_a_checkpoint_keeps_the_last_one_and_resumes(tiny_store, tmp_path):
     # The tiny checkpoint is about 24 MB: the first fits in 40 MB, the second's temporary not.
     with small_tmpfs(tmp_path / "disk", "40m") as disk:
-        done = train_cli("--config", str(TINY), "--data", str(store), "--out", str(disk))
+        done = train_cli("--config", str(TINY), "--data", str(tiny_store), "--out", str(disk))
         assert done.returncode == 2
         line = _error_line(done)
         (run_dir,) = (disk / "test_tiny").iterdir()
@@ -130,10 +126,10 @@ def test_a_disk_that_fills_at_a_checkpoint_keeps_the_last_one_and_resumes(store,
 
 
 def test_a_checkpoint_of_another_run_config_or_model_is_refused_before_anything_changes(
-        store, one_epoch, tmp_path):
+        tiny_store, one_epoch, tmp_path):
     run_dir = _unfinished(one_epoch, tmp_path)
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    mvit = opts.resolve({**opts.read_preset(TINY_MVIT), "data": str(store)}, str(TINY_MVIT))
+    mvit = opts.resolve({**opts.read_preset(TINY_MVIT), "data": str(tiny_store)}, str(TINY_MVIT))
     cases = {
         "of run other-run, not of this run": {**state, "run_id": "other-run"},
         "checkpoint of another config than": {**state,

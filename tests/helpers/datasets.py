@@ -1,18 +1,22 @@
 """Tiny frame stores for the dataset tests, written through formats.store exactly as the
 store format describes (JPEG folders, or one HDF5 file per split with the concatenated JPEG
-files and their offsets).
+files and their offsets); and torchvision's clip enumeration, the reference for ours.
 
 This module holds helpers only (no tests); the test_datasets_* modules import it.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import simplejpeg
+import torch
+from torchvision.datasets.video_utils import VideoClips
 
 from formats.store import (
     StoreSettings,
@@ -142,3 +146,14 @@ def make_index_only_store(root: Path, kept_frames: list[int], fps: int = 15) -> 
     write_settings(root, StoreSettings(format="jpg", short_side=40, jpeg_quality=95, fps=fps,
                                        classes=CLASSES))
     return root
+
+
+def torchvision_clips(n: int, fps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source frame indices kept at 15 fps, clips as rows of source frame indices), from
+    VideoClips with clip_length 16, step 16, frame_rate 15 and pts = frame numbers."""
+    pts = torch.arange(n)
+    kept = pts[VideoClips._resample_video_idx(int(math.floor(n * 15 / fps)), fps, 15)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision warns about videos with no clip
+        clips, _ = VideoClips.compute_clips_for_video(pts, 16, 16, fps, 15)
+    return kept, clips

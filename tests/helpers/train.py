@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -100,6 +101,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def agent_store(host: str = "127.0.0.1") -> Iterator[dict[str, str]]:
+    """The store of one process group, served by this process as torchrun's agent serves its
+    workers' store: yields the environment that points the group's processes at it. The
+    store binds a free port itself, so no other program can take the port between its choice
+    and its use (as it could while rank 0 starts up to bind a port chosen for it)."""
+    from torch.distributed import TCPStore
+
+    store = TCPStore(host, 0, is_master=True, wait_for_workers=False)
+    try:
+        yield {"MASTER_ADDR": host, "MASTER_PORT": str(store.port),
+               "TORCHELASTIC_USE_AGENT_STORE": "True"}
+    finally:
+        del store
 
 
 def multinode_cmd(nodes: int, per_node: int, node_rank: int, port: int, *args: str,
