@@ -75,17 +75,21 @@ def write_failure(path: Path, error: OSError, run_dir: Path | None) -> TrainErro
 
 
 def check_writable(folder: Path, run_dir: Path | None = None) -> None:
-    """Create ``folder`` if needed and prove a file can be written in it (root ignores file
-    modes, so only a real write tells), before any time is spent on the run."""
+    """Prove that ``folder`` (or, while it does not exist, the folder it would be made in) can
+    be written, before any time is spent on the run; root ignores file modes, so only a real
+    write tells (a temporary file, removed at once). Nothing is created."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise TrainError(f"{folder}: not a folder; the results go to a folder (RESULTS=, --out)")
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TrainError(f"{existing}: not a folder; the results go to a folder "
+                         "(RESULTS=, --out)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check", suffix=TMP_MARK):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check", suffix=TMP_MARK):
             pass
     except OSError as e:
-        raise write_failure(Path(e.filename or folder), e, run_dir) from None
+        raise write_failure(folder, e, run_dir) from None
 
 
 # ---- the lock ------------------------------------------------------------------------------
