@@ -107,8 +107,7 @@ probe: $(ENV)
 # Each config is scored against the configs/reference*.yaml that lists it (the demo presets
 # against reference_demo.yaml); REFERENCE=<file or results folder> on the command line: all.
 score: $(STAMP)
-	$(PY) -m score --results $(RESULTS) \
-	    $(if $(filter command line,$(origin REFERENCE)),--reference $(REFERENCE))
+	$(PY) -m score --results $(RESULTS)$(if $(filter command line,$(origin REFERENCE)), --reference $(REFERENCE))
 
 # One process, one loader worker: on a 2-core CPU the other core trains.
 demo: synth $(NATIVE)

@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     results = group_models(runs)
     apply_references(results, references, warnings)
     benchmarks = benchmarks_by_reference(results, references, everyone=args.reference is not None)
+    flat = [row for _, rows in benchmarks for row in rows]
     print_warnings(warnings)
-    summary = summary_line(runs, [row for _, rows in benchmarks for row in rows])
     print(terminal_report(runs, results, benchmarks))
 
     out = args.out or args.results
@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
         warnings_module.simplefilter("ignore", RuntimeWarning)
         plot_accuracy_vs_time(runs, out / PLOT_FILES[0], colours)
         plot_throughput(runs, out / PLOT_FILES[1], colours)
-    flat = [row for _, rows in benchmarks for row in rows]
     write_csv(out / "score.csv", runs, results, flat)
-    write_markdown(out / "score.md", summary, [reference for reference, _ in benchmarks],
+    write_markdown(out / "score.md", summary_line(runs, flat),
+                   [reference for reference, _ in benchmarks],
                    score_tables(runs, results, benchmarks), warnings, list(PLOT_FILES))
     print("\n".join(wrap(f"Wrote to {shown(out)}: score.csv, score.md, {', '.join(PLOT_FILES)}")))
     return 0
