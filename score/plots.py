@@ -54,10 +54,17 @@ def _line_kwargs(run: Run, colours: dict[str, str]) -> dict:
 
 
 def _legend(ax: plt.Axes, runs: list[Run], colours: dict[str, str], extra: list) -> None:
-    """One entry per colour drawn in this panel, then the styles that appear in it."""
-    handles = [Line2D([], [], color=colours[key], marker=".", label=key)
-               for key in sorted({_machine_key(run) for run in runs})]
-    if any(run.compliance_issues for run in runs):
+    """One entry per colour drawn in this panel, in the style its runs are drawn in (dashed
+    when they are all non-compliant), then the styles that appear in it."""
+    handles = []
+    for key in sorted({_machine_key(run) for run in runs}):
+        mine = [run for run in runs if _machine_key(run) == key]
+        dashed = all(run.compliance_issues for run in mine)
+        handles.append(Line2D([], [], color=colours[key], marker=".",
+                              linestyle="--" if dashed else "-",
+                              label=f"{key}, non-compliant" if dashed else key))
+    mixed = len({bool(run.compliance_issues) for run in runs}) > 1
+    if mixed:
         handles.append(Line2D([], [], color="gray", linestyle="--", label="non-compliant run"))
     if any(run.status == STATUS_IN_PROGRESS for run in runs):
         handles.append(Line2D([], [], color="gray", alpha=0.45, label="run in progress"))
@@ -124,8 +131,9 @@ def throughput_figure(runs: list[Run], colours: dict[str, str]) -> plt.Figure:
                              figsize=(PANEL_SIZE[0] * len(panels), 2 * PANEL_SIZE[1]))
     for column, (config, members) in enumerate(panels):
         speed_ax, wait_ax = axes[0][column], axes[1][column]
-        highest_wait = highest_speed = 0.0
+        highest_wait = highest_speed = last_epoch = 0.0
         for run in members:
+            last_epoch = max(last_epoch, _highest(run.epochs["epoch"]))
             style = _line_kwargs(run, colours)
             speed_ax.plot(run.epochs["epoch"], run.epochs["clips_per_s"], **style)
             wait = 100 * run.epochs["data_wait_frac"]
@@ -143,6 +151,8 @@ def throughput_figure(runs: list[Run], colours: dict[str, str]) -> plt.Figure:
         wait_ax.set(title=f"{_label(config)}: time waiting for data (lower is better)",
                     ylabel="data wait (% of train time)", xlabel="epoch",
                     ylim=(0, min(100.0, max(5.0, 1.2 * highest_wait))))
+        # Whole epochs on the axis, even for a run with one epoch so far.
+        speed_ax.set_xlim(-0.25, max(last_epoch, 1.0) + 0.25)
         for ax in (speed_ax, wait_ax):
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
