@@ -1,7 +1,9 @@
-"""`python -m score`: score every run under a results folder against a reference.
+"""`python -m score`: score every run under a results folder against its reference.
 
-Prints the tables, writes score.csv, score.md, accuracy_vs_time.png and throughput.png.
-Exit code 0 if any run was read, 2 (one-line error) if nothing can be scored.
+Each config is scored against the reference file in configs/ that lists it (or against the one
+--reference for all). Prints a summary line and tables that fit 120 columns, writes score.csv,
+score.md, accuracy_vs_time.png and throughput.png. Exit code 0 if any run was read, 2
+(one-line error) if nothing can be scored.
 """
 
 import argparse
@@ -11,13 +13,14 @@ from pathlib import Path
 
 from score import ScoreError
 from score.load import load_results
-from score.plots import plot_accuracy_vs_time, plot_throughput
+from score.plots import colours_of, plot_accuracy_vs_time, plot_throughput
 from score.readers import safe_text, shown
-from score.reference import Reference, apply_reference, load_reference
-from score.stats import benchmark_scores, group_models
-from score.tables import reference_line, render_text, score_tables, write_csv, write_markdown
+from score.reference import apply_references, benchmarks_by_reference, load_references
+from score.report import summary_line, terminal_report
+from score.stats import group_models
+from score.tables import score_tables, write_csv, write_markdown
+from score.terminal import wrap
 
-DEFAULT_REFERENCE = Path(__file__).resolve().parent.parent / "configs" / "reference.yaml"
 PLOT_FILES = ("accuracy_vs_time.png", "throughput.png")
 
 
@@ -29,9 +32,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="results folder; runs are found at any depth under it, e.g. "
                              "<results>/<config>/<run_id>/ (default: results)")
-    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
+    parser.add_argument("--reference", type=Path, default=None,
                         help="reference YAML file, or a results folder measured on another "
-                             "machine (default: configs/reference.yaml)")
+                             "machine, for every config (default: each config against the "
+                             "configs/reference*.yaml file that lists it)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for score.csv, score.md and the plots "
                              "(default: the results folder)")
@@ -39,13 +43,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def print_warnings(warnings: list[str]) -> None:
+    sys.stdout.flush()  # in order with what is printed before them, even into a pipe
     for warning in warnings:
         print(f"warning: {safe_text(warning)}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     warnings: list[str] = []
-    reference: Reference = load_reference(args.reference, warnings)
+    references = load_references(args.reference, warnings)
     runs = load_results(args.results, warnings)
     if not runs:
         print_warnings(warnings)
@@ -53,26 +58,25 @@ def run(args: argparse.Namespace) -> int:
                          "run.json and epochs.csv at any depth under it)")
 
     results = group_models(runs)
-    apply_reference(results, reference, warnings)
-    models = list(reference.t_ref_s)
-    benchmarks = benchmark_scores(results, models)
+    apply_references(results, references, warnings)
+    benchmarks = benchmarks_by_reference(results, references, everyone=args.reference is not None)
+    flat = [row for _, rows in benchmarks for row in rows]
     print_warnings(warnings)
-
-    tables = score_tables(runs, results, benchmarks, models)
-    print(reference_line(reference) + "\n")
-    print("\n".join(render_text(table) for table in tables))
+    print(terminal_report(runs, results, benchmarks))
 
     out = args.out or args.results
+    colours = colours_of(runs)
     with warnings_module.catch_warnings():
         # Absurd values from a hand-edited file (1e308 s) make matplotlib's tick arithmetic
         # overflow: the plot is still written; its library warning would not be one line.
         warnings_module.simplefilter("ignore", RuntimeWarning)
-        plot_accuracy_vs_time(runs, out / PLOT_FILES[0])
-        plot_throughput(runs, out / PLOT_FILES[1])
-    write_csv(out / "score.csv", runs, results, benchmarks, models)
-    write_markdown(out / "score.md", reference, tables, warnings, list(PLOT_FILES))
-    written = ", ".join(shown(out / name) for name in ("score.csv", "score.md", *PLOT_FILES))
-    print(f"Wrote {written}")
+        plot_accuracy_vs_time(runs, out / PLOT_FILES[0], colours)
+        plot_throughput(runs, out / PLOT_FILES[1], colours)
+    write_csv(out / "score.csv", runs, results, flat)
+    write_markdown(out / "score.md", summary_line(runs, flat),
+                   [reference for reference, _ in benchmarks],
+                   score_tables(runs, results, benchmarks), warnings, list(PLOT_FILES))
+    print("\n".join(wrap(f"Wrote to {shown(out)}: score.csv, score.md, {', '.join(PLOT_FILES)}")))
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Every problem with one run becomes a one-line warning naming the file, and that run is
 skipped (or, for damaged rows, the rows are ignored); the other runs are still read. A run
-(config and run_id) found in two folders, a copied run, is counted once.
+(config and run_id) found in several folders, a copied run, is counted once, and all the
+copies are one warning (their count and the first few paths), however many there are.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from score.record import (
 COMPLIANT = "compliant"
 MAX_GPUS = 100_000  # anything larger is a damaged file, not a machine
 NAME_CHARS = 120  # config names, machine names and run ids as shown
+COPIES_NAMED = 3  # copied run folders named in the one warning about them
 
 
 def hardware_label(device: str, processes: int, nodes: int) -> str:
@@ -114,25 +116,45 @@ def load_results(results: Path, warnings: list[str]) -> list[Run]:
     """Read every run under `results`; unreadable runs are skipped with a warning."""
     runs: list[Run] = []
     seen: dict[tuple[str, str], Path] = {}
+    copies: list[tuple[Path, Path]] = []  # (copy, the folder first read)
     for folder in find_run_dirs(results, warnings):
         try:
-            run = load_run(folder, warnings)
+            info = read_json_object(folder / RUN_FILE, required=True)
+            # A copy is known from run.json alone: it is not read further, so whatever else
+            # is odd in it is not said once per copy either.
+            key = _run_key(info, folder)
+            if key in seen:
+                copies.append((folder, seen[key]))
+                continue
+            run = load_run(folder, warnings, info)
         except ScoreError as error:
             warnings.append(f"{error}; run skipped")
             continue
-        key = (run.config, run.run_id)
-        if key in seen:
-            warnings.append(f"{shown(folder)}: run {run.run_id} of {run.config} already read "
-                            f"from {shown(seen[key])} (a copied folder?); counted once")
-            continue
-        seen[key] = folder
+        seen[(run.config, run.run_id)] = folder
         runs.append(run)
+    if copies:
+        named = ", ".join(f"{shown(copy)} (same as {shown(first)})"
+                          for copy, first in copies[:COPIES_NAMED])
+        more = f" and {len(copies) - COPIES_NAMED} more" if len(copies) > COPIES_NAMED else ""
+        warnings.append(f"{len(copies)} run folder(s) hold a run already read (same config and "
+                        f"run id: copies?), each counted once: {named}{more}")
     return runs
 
 
-def load_run(folder: Path, warnings: list[str]) -> Run:
+def _run_key(info: dict, folder: Path) -> tuple[str, str] | None:
+    """(config, run id) as load_run names the run; None where run.json names no config."""
+    config = info.get("config")
+    if not isinstance(config, str) or not config.strip():
+        return None
+    return (safe_text(config.strip(), NAME_CHARS),
+            safe_text(info.get("run_id") or folder.name, NAME_CHARS))
+
+
+def load_run(folder: Path, warnings: list[str], info: dict | None = None) -> Run:
+    """One run folder (`info`: its run.json, when already read)."""
     run_json = folder / RUN_FILE
-    info = read_json_object(run_json, required=True)
+    if info is None:
+        info = read_json_object(run_json, required=True)
     system = _read_system(folder / SYSTEM_FILE, warnings)
 
     config = info.get("config")

@@ -60,6 +60,7 @@ class ModelResult:
     t_max_s: float | None = None
     cv: float | None = None
     notes: list[str] = field(default_factory=list)
+    reference: str | None = None  # the reference file (or results folder) it is scored against
     t_ref_s: float | None = None
     gpus_ref: int | None = None
     score: float | None = None
@@ -78,6 +79,11 @@ class ModelResult:
                        for run in self.runs})
 
     @property
+    def issues(self) -> list[str]:
+        """Why its runs are not comparable (one compliance class: the same reasons for all)."""
+        return self.runs[0].compliance_issues
+
+    @property
     def store(self) -> str:
         stores = self.stores
         if len(stores) == 1:
@@ -94,6 +100,8 @@ class BenchmarkResult:
     mean: float | None = None
     geomean: float | None = None
     note: str = ""
+    reference: str = ""  # the reference whose configs form this benchmark
+    issues: list[str] = field(default_factory=list)  # of its non-compliant per-model results
 
 
 def aggregate(converged: list[float], not_converged: int) -> Aggregate:
@@ -214,6 +222,7 @@ def _benchmark(
 ) -> BenchmarkResult:
     scores = {model: chosen[model].score if model in chosen else None for model in models}
     row = BenchmarkResult(machine, hardware, compliance, scores)
+    row.issues = list(dict.fromkeys(issue for result in chosen.values() for issue in result.issues))
     absent = [model for model in models if model not in chosen]
     unscored = [model for model in models if model in chosen and scores[model] is None]
     if absent or unscored:

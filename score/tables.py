@@ -1,4 +1,5 @@
-"""Tables of runs, per-model results and benchmark scores: terminal text, Markdown and CSV."""
+"""Tables of runs, per-model results and benchmark scores with every column and the full text,
+for score.md and score.csv (the terminal's compact version is score/report.py)."""
 
 import math
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ CSV_COLUMNS = (
     "row", "compliance", "machine", "hardware", "device", "gpus", "nodes", "config", "run_id",
     "status", "protocol", "epochs", "runs", "reached", "missed", "not_converged", "stopped",
     "abandoned", "in_progress", "method", "t_bench_s", "t_min_s", "t_max_s", "cv", "t_ref_s",
-    "gpus_ref", "score", "score_geomean", "store", "path", "notes",
+    "gpus_ref", "reference", "score", "score_geomean", "store", "fingerprint", "path", "notes",
 )
 
 
@@ -95,7 +96,8 @@ def model_table(results: list[ModelResult], compliant: bool) -> Table:
     return Table(title, headers, rows, numeric)
 
 
-def benchmark_table(rows: list[BenchmarkResult], models: list[str], compliant: bool) -> Table:
+def benchmark_table(rows: list[BenchmarkResult], models: list[str], compliant: bool,
+                    source: str) -> Table:
     body = [
         [row.machine, row.hardware]
         + [_fmt(row.scores[m], 3) for m in models]
@@ -105,44 +107,32 @@ def benchmark_table(rows: list[BenchmarkResult], models: list[str], compliant: b
     headers = ["machine", "hardware", *models, "benchmark score (mean)", "geometric mean",
                "notes"]
     numeric = set(range(2, 4 + len(models)))
-    title = "Benchmark score: arithmetic mean of the per-model scores (geometric mean beside it)"
+    title = (f"Benchmark score against {source}: arithmetic mean of the per-model scores "
+             "(geometric mean beside it)")
     if not compliant:
-        title = f"Benchmark score, {NON_COMPLIANT_TITLE}"
+        title = f"Benchmark score against {source}, {NON_COMPLIANT_TITLE}"
     return Table(title, headers, body, numeric)
 
 
 def score_tables(runs: list[Run], results: list[ModelResult],
-                 benchmarks: list[BenchmarkResult], models: list[str]) -> list[Table]:
-    """Runs, then compliant scores, then (only if there are any) non-compliant ones apart."""
+                 benchmarks: list[tuple[Reference, list[BenchmarkResult]]]) -> list[Table]:
+    """Runs, then compliant scores, then (only if there are any) non-compliant ones apart;
+    one benchmark table per reference."""
     tables = [run_table(runs)]
     for compliant in (True, False):
         chosen = [r for r in results if (r.compliance == COMPLIANT) == compliant]
-        rows = [b for b in benchmarks if (b.compliance == COMPLIANT) == compliant]
-        if compliant or chosen:
-            tables.append(model_table(chosen, compliant))
+        if not (compliant or chosen):
+            continue
+        tables.append(model_table(chosen, compliant))
+        for reference, rows in benchmarks:
+            models = list(reference.t_ref_s)
             if len(models) >= 2:
-                tables.append(benchmark_table(rows, models, compliant))
+                mine = [b for b in rows if (b.compliance == COMPLIANT) == compliant]
+                tables.append(benchmark_table(mine, models, compliant, reference.source))
             elif compliant:
                 title = f"No benchmark score: the reference holds only {', '.join(models)}"
                 tables.append(Table(title, [], [], set()))
     return tables
-
-
-def render_text(table: Table) -> str:
-    if not table.headers:
-        return f"{table.title}\n"
-    if not table.rows:
-        return f"{table.title}\n  (none)\n"
-    rows = [[safe_text(cell) for cell in row] for row in table.rows]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(table.headers)]
-
-    def line(cells: list[str]) -> str:
-        parts = [cell.rjust(w) if i in table.numeric else cell.ljust(w)
-                 for i, (cell, w) in enumerate(zip(cells, widths, strict=True))]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([table.title, line(table.headers), rule, *map(line, rows)]) + "\n"
 
 
 def render_markdown(table: Table) -> str:
@@ -166,9 +156,11 @@ def reference_line(reference: Reference) -> str:
     return text + (f"\n{safe_text(reference.description)}" if reference.description else "")
 
 
-def write_markdown(path: Path, reference: Reference, tables: list[Table],
+def write_markdown(path: Path, summary: str, references: list[Reference], tables: list[Table],
                    warnings: list[str], plots: list[str]) -> None:
-    parts = ["# Benchmark score", "", reference_line(reference), ""]
+    parts = ["# Benchmark score", "", safe_text(summary) + ".", ""]
+    for reference in references:
+        parts += [reference_line(reference), ""]
     parts += [render_markdown(table) for table in tables]
     if warnings:
         parts += ["## Warnings", "", *(f"- {safe_text(w)}" for w in warnings), ""]
@@ -177,7 +169,7 @@ def write_markdown(path: Path, reference: Reference, tables: list[Table],
 
 
 def write_csv(path: Path, runs: list[Run], results: list[ModelResult],
-              benchmarks: list[BenchmarkResult], models: list[str]) -> None:
+              benchmarks: list[BenchmarkResult]) -> None:
     """One tidy CSV: `row` says whether a line is a run, a per-model result or a benchmark."""
     records = [
         {"row": "run", "compliance": run.compliance, "machine": run.machine,
@@ -185,6 +177,7 @@ def write_csv(path: Path, runs: list[Run], results: list[ModelResult],
          "config": run.config, "run_id": run.run_id, "status": run.status,
          "protocol": run.protocol, "epochs": len(run.epochs), "t_bench_s": run.t_bench_s,
          "store": run.store.summary + run.store.format_text if run.store else "not recorded",
+         "fingerprint": run.store.fingerprint if run.store else "",
          "path": str(run.path), "notes": "; ".join(run.labels)}
         for run in runs
     ]
@@ -197,12 +190,13 @@ def write_csv(path: Path, runs: list[Run], results: list[ModelResult],
          "abandoned": r.count(STATUS_ABANDONED), "in_progress": r.count(STATUS_IN_PROGRESS),
          "method": r.method, "t_bench_s": r.t_bench_s, "t_min_s": r.t_min_s,
          "t_max_s": r.t_max_s, "cv": r.cv, "t_ref_s": r.t_ref_s, "gpus_ref": r.gpus_ref,
-         "score": r.score, "store": r.store, "notes": "; ".join(r.notes)}
+         "reference": r.reference, "score": r.score, "store": r.store, "notes": "; ".join(r.notes)}
         for r in results
     ]
     records += [
         {"row": "benchmark", "compliance": b.compliance, "machine": b.machine,
-         "hardware": b.hardware, "config": "+".join(models), "score": b.mean,
+         "hardware": b.hardware, "config": "+".join(b.scores), "reference": b.reference,
+         "score": b.mean,
          "score_geomean": b.geomean, "notes": b.note}
         for b in benchmarks
     ]

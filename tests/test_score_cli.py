@@ -44,7 +44,7 @@ def test_scores_labels_and_writes_every_output(two_model_results, tmp_path, caps
     assert all(line.startswith("warning: ") for line in err.splitlines())
     assert "m-damaged/run.json" in err
     for text in ("Per-model scores", "Benchmark score", "resumed (lost 120 s)",
-                 "non-compliant (changed: precision)", "in progress"):
+                 "non-compliant [1]", "\n[1] changed: precision\n", "in progress"):
         assert text in out
 
     models = _rows(two_model_results / "score.csv", "model")
@@ -98,16 +98,23 @@ def test_reference_can_be_a_results_folder_from_another_machine(tmp_path, capsys
     assert not (tmp_path / "new" / "score.csv").exists()
 
 
-def test_unknown_config_is_shown_without_a_score(tmp_path, capsys):
-    write_run(tmp_path / "results", "demo_X3D_M", **reaching_at(50.0))
+def test_configs_without_a_reference_are_named_once_in_one_line(tmp_path, capsys):
+    results = tmp_path / "results"
+    for i in range(3):
+        write_run(results, "demo_X3D_M", f"d{i}", **reaching_at(50.0 + i, "demo_X3D_M"))
+    for i in range(2):
+        write_run(results, "my_preset", f"p{i}", **reaching_at(60.0 + i))
     reference = write_reference(tmp_path / "ref.yaml", {"X3D_M": 7456.88, "MVIT_B_16x4": 1.0})
-    assert main(["--results", str(tmp_path / "results"), "--reference", str(reference)]) == 0
-    err = capsys.readouterr().err
-    [warning] = err.splitlines()
-    assert "config 'demo_X3D_M' is not in reference" in warning
-    assert str(tmp_path / "results" / "demo_X3D_M") in warning
-    models = _rows(tmp_path / "results" / "score.csv", "model")
-    assert models.t_bench_s.item() == 50.0 and pd.isna(models.score.item())
+    assert main(["--results", str(results), "--reference", str(reference)]) == 0
+    out, err = capsys.readouterr()
+    [warning] = err.splitlines()  # not one per run, nor one per config
+    assert warning.startswith("warning: no reference lists config 'demo_X3D_M' (")
+    assert "'my_preset'" in warning and str(results / "demo_X3D_M") in warning
+    assert "t_bench shown without a score" in warning
+    assert "config not in reference" not in out
+    models = _rows(results / "score.csv", "model").set_index("config")
+    assert models.loc["demo_X3D_M", "t_bench_s"] == 51.0
+    assert pd.isna(models.loc["demo_X3D_M", "score"])
 
 
 def test_nothing_to_score_exits_2_with_one_line(tmp_path, capsys):
