@@ -86,6 +86,8 @@ class Run:
     nodes: int = 1
     store: StoreInfo | None = None
     attempts: Attempts = field(default_factory=lambda: Attempts(0, [], [], False, False))
+    system: str = ""  # the system's name (SYSTEM=; an older run's host); machine is
+    #                   "<system>: <hardware label>", so one name on two machines is two groups
 
     @property
     def hardware(self) -> str:
@@ -168,7 +170,11 @@ def load_run(folder: Path, warnings: list[str], info: dict | None = None) -> Run
     if whole_number(gpus, 1, MAX_GPUS) is None:
         raise ScoreError(f"{shown(run_json)}: gpus {gpus:g} is not a whole number in "
                          f"1..{MAX_GPUS}")
-    machine = info.get("machine") or system.get("machine") or "unknown machine"
+    label = info.get("machine") or system.get("machine") or "unknown machine"
+    # The system a result belongs to: its recorded name, else (older runs) its host.
+    name = info.get("system") or system.get("host") or "unknown host"
+    name = safe_text(str(name), NAME_CHARS)
+    machine = f"{name}: {safe_text(str(label), NAME_CHARS)}"
     device = info.get("device")
     device = safe_text(device, 20).lower() if isinstance(device, str) else ""
     nodes = whole_number(info.get("nodes", 1), 1, MAX_GPUS) or 1
@@ -183,7 +189,8 @@ def load_run(folder: Path, warnings: list[str], info: dict | None = None) -> Run
         path=folder,
         config=safe_text(config.strip(), NAME_CHARS),
         run_id=safe_text(info.get("run_id") or folder.name, NAME_CHARS),
-        machine=safe_text(machine, NAME_CHARS),
+        machine=machine,
+        system=name,
         gpus=int(gpus),
         target_top1=target,
         status=classify(info, t_bench, folder, warnings),

@@ -1,7 +1,8 @@
 """From runs to per-model results (aggregate t_bench, spread, score) and benchmark scores.
 
 Aggregation rules (documented in the README, "Reading the results"):
-- A group is the runs of one config on one machine with one hardware (device, process and
+- A group is the runs of one config on one system (its name, SYSTEM=, and its machine: one
+  name seen on two machines is two groups, flagged) with one hardware (device, process and
   node count) and one compliance class. Runs in progress are shown but not counted.
 - A run that did not reach the target is a missed run, whatever the reason: finished below
   the target (not converged), stopped on a NaN/infinite loss, or abandoned (its heartbeat
@@ -71,6 +72,12 @@ class ModelResult:
     @property
     def missed(self) -> int:
         return self.count(*MISSED_STATUSES)
+
+    @property
+    def reached_interval(self) -> tuple[float, float] | None:
+        """95% Wilson interval of P(reach the target) over the finished runs."""
+        reached = self.count(STATUS_REACHED)
+        return wilson_interval(reached, reached + self.missed)
 
     @property
     def stores(self) -> list[str]:
@@ -167,7 +174,33 @@ def group_models(runs: list[Run]) -> list[ModelResult]:
         if spans:
             result.notes.append(f"{len(spans)} run(s) span machines or commits")
         results.append(result)
+    _flag_systems(results)
     return results
+
+
+def _flag_systems(results: list[ModelResult]) -> None:
+    """A system name seen on more than one machine (hardware label) is a mistake or a changed
+    machine: its groups stay apart and each says so (GPU and process counts may differ)."""
+    places: dict[str, set[str]] = {}
+    for result in results:
+        places.setdefault(result.runs[0].system, set()).add(result.machine)
+    for result in results:
+        seen = places[result.runs[0].system]
+        if len(seen) > 1:
+            result.notes.append(f"system {result.runs[0].system} is named on {len(seen)} "
+                                f"machines ({' | '.join(sorted(seen))}): not merged")
+
+
+def wilson_interval(reached: int, runs: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% Wilson score interval for the probability of reaching the target, from ``reached``
+    of ``runs`` (None without runs). The targets are the reference run's own final accuracies,
+    so even a faithful machine misses some runs: this says how often."""
+    if runs <= 0:
+        return None
+    p = reached / runs
+    centre = (p + z * z / (2 * runs)) / (1 + z * z / runs)
+    half = z * math.sqrt(p * (1 - p) / runs + z * z / (4 * runs * runs)) / (1 + z * z / runs)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _status_notes(result: ModelResult) -> list[str]:

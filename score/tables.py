@@ -47,6 +47,9 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
 def _run_count(result: ModelResult) -> str:
     reached = result.count(STATUS_REACHED)
     text = f"{reached}/{reached + result.missed} reached"
+    interval = result.reached_interval
+    if interval is not None:  # 95% Wilson interval of P(reach)
+        text += f" (P {interval[0]:.2f}-{interval[1]:.2f})"
     running = result.count(STATUS_IN_PROGRESS)
     return text + (f" +{running} running" if running else "")
 

@@ -83,7 +83,7 @@ def test_cpu_runs_are_labelled_with_their_process_count_not_as_gpus(tmp_path, ca
     write_run(results, run_id="gpu", device="cuda", gpus=1, machine="2-core box",
               **reaching_at(100.0))
     cpu = load_run(results / "X3D_M" / "cpu", [])
-    assert _machine_key(cpu) == "2-core box (1 CPU process)"
+    assert _machine_key(cpu) == "bench-host: 2-core box (1 CPU process)"  # system: machine
     # CPU and GPU runs of one machine are separate groups.
     assert sorted(r.hardware for r in group_models(load_results(results, []))) == [
         "1 CPU process", "1 GPU"]

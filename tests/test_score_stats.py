@@ -119,11 +119,11 @@ def test_benchmark_is_mean_of_two_models_with_geometric_mean_beside(tmp_path):
     results = group_models(load_results(tmp_path / "res", []))
     apply_reference(results, reference, [])
     rows = {row.machine: row for row in benchmark_scores(results, ["X3D_M", "MVIT_B_16x4"])}
-    assert rows["4 x NVIDIA TITAN RTX"].mean == pytest.approx(1.25)
-    assert rows["4 x NVIDIA TITAN RTX"].geomean == pytest.approx(1.0)
-    assert rows["1 x L4"].scores["X3D_M"] == pytest.approx(1.0)
-    assert rows["1 x L4"].mean is None
-    assert "MVIT_B_16x4 not measured" in rows["1 x L4"].note
+    assert rows["bench-host: 4 x NVIDIA TITAN RTX"].mean == pytest.approx(1.25)
+    assert rows["bench-host: 4 x NVIDIA TITAN RTX"].geomean == pytest.approx(1.0)
+    assert rows["bench-host: 1 x L4"].scores["X3D_M"] == pytest.approx(1.0)
+    assert rows["bench-host: 1 x L4"].mean is None
+    assert "MVIT_B_16x4 not measured" in rows["bench-host: 1 x L4"].note
 
 
 def test_non_compliant_runs_form_their_own_group(tmp_path):

@@ -185,7 +185,7 @@ def test_plots_start_at_zero_and_keep_one_colour_per_machine(tmp_path):
     for figure in (accuracy, throughput):
         for ax in figure.axes:
             legend = {text.get_text() for text in ax.get_legend().get_texts()}
-            assert "4 x NVIDIA TITAN RTX (4 GPUs)" in legend
+            assert "bench-host: 4 x NVIDIA TITAN RTX (4 GPUs)" in legend
             for line in ax.get_lines():
                 if line.get_label().startswith("_child") and line.get_linestyle() == "-":
                     drawn.setdefault(line.get_color(), 0)
