@@ -107,6 +107,13 @@ class EpochRow:
 
 
 EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRow))
+def scheduled_epochs(epochs: int, eval_period: int) -> list[int]:
+    """The 0-based epochs after which the protocol evaluates on schedule: every
+    ``eval_period``-th epoch (1-based) and the last (WORKLOAD.md: epochs 10 and 20). Only these
+    evaluations can reach the target; the trainer schedules them and the scorer checks them."""
+    return [e for e in range(epochs) if (e + 1) % eval_period == 0 or e == epochs - 1]
+
+
 EVAL_SCHEDULED = "scheduled"
 EVAL_EXTRA = "extra"
 EVAL_NONE = ""

@@ -27,6 +27,7 @@ without ``clips``) and ``store_compliance_issues``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -34,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from formats.store import StoreSettings, read_index, read_settings, write_settings
-from preprocess.dataset_check import CHECK_FILE, run_check, verdict
+from preprocess.dataset_check import CHECK_FILE, read_manifest, run_check, verdict
 from preprocess.kinetics import SPLITS
 
 IDENTITY_VERSION = 1
@@ -128,7 +129,8 @@ def store_compliance_issues(identity: dict) -> list[str]:
         issues.append(f"store settings differ: {', '.join(wrong)} (the workload's: short_side "
                       f"{WORKLOAD_STORE['short_side']}, jpeg_quality "
                       f"{WORKLOAD_STORE['jpeg_quality']})")
-    check = identity.get("dataset_check") or {}
+    check = identity.get("dataset_check")
+    check = check if isinstance(check, dict) else {}  # (a record read back from a run.json)
     state = check.get("record", RECORD_MISSING)
     if state == RECORD_MISSING:
         issues.append("store has no identity record (built by an older version, or its build "
@@ -139,7 +141,24 @@ def store_compliance_issues(identity: dict) -> list[str]:
     else:
         if not check.get("matches_kinetics20"):
             issues.append(f"dataset {verdict(check)}")
+        elif identity.get("videos") != kinetics20_videos():
+            # The record says Kinetics-20; the store's own counts must say so too.
+            issues.append(f"store holds {_counts(identity.get('videos'))} videos, Kinetics-20 "
+                          f"{_counts(kinetics20_videos())}")
         if identity.get("failed_videos"):
             issues.append(f"{identity['failed_videos']} videos failed in the store "
                           "(see its failures.csv)")
     return issues
+
+
+@functools.cache
+def kinetics20_videos() -> dict[str, int]:
+    """Videos per split of the benchmark's Kinetics-20 (the shipped manifest)."""
+    entries, _ = read_manifest()
+    return dict(sorted(Counter(split for split, _, _ in entries).items()))
+
+
+def _counts(videos: object) -> str:
+    if not isinstance(videos, dict):
+        return "unrecorded"
+    return " + ".join(f"{v} {k}" for k, v in sorted(videos.items(), key=lambda kv: str(kv[0])))

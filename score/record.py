@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
-from formats.results import PROTOCOL_VERSION
+import yaml
+
+from formats.results import CONFIG_FILE, PROTOCOL_VERSION
+from formats.yaml_limits import load_yaml_file
+from opts.compliance import (
+    NO_STORE,
+    ConfigError,
+    recorded_changed_keys,
+    run_compliance_issues,
+)
 from score.readers import safe_text
 
 ISSUE_CHARS = 200  # one recorded compliance reason, as shown in a table
@@ -74,7 +84,6 @@ class StoreInfo:
         return f", {self.format} store" if self.format else ""
 
 
-NO_STORE = "store not recorded"
 
 
 def store_of(info: dict) -> StoreInfo | None:
@@ -136,13 +145,14 @@ def _distinct(values) -> list[str]:
     return seen
 
 
-def compliance_issues(info: dict, system: dict, protocol: int | None, has_eval: bool) -> list[str]:
+def compliance_issues(folder: Path, info: dict, system: dict, protocol: int | None,
+                      has_eval: bool) -> list[str]:
     """Why the run is not comparable with the reference; empty means compliant.
 
-    The trainer's own reasons (``compliance_issues``) come first after the protocol; the
-    scorer's checks (changed keys, dirty code, the ``compliant`` flag) are added when the
-    record lists no reason, so a record that contradicts itself is never read as compliant.
-    """
+    Recomputed from the facts the folder records, with the trainer's own function
+    (opts.compliance): the config.yaml against its frozen preset, the code state of every
+    attempt, the store record. A ``compliant`` flag or a list of reasons in run.json is never
+    taken on trust, so a hand-edited or damaged record comes out labelled."""
     issues = []
     if protocol is None:
         issues.append("protocol version unreadable")
@@ -155,25 +165,37 @@ def compliance_issues(info: dict, system: dict, protocol: int | None, has_eval: 
                       "update the scorer")
     if protocol is not None and protocol >= 2 and not has_eval:
         issues.append("epochs.csv has no eval column")
+    changed = _changed_keys(folder, info, issues)
+    attempts = [a for a in info.get("attempts") or [] if isinstance(a, dict)] \
+        if isinstance(info.get("attempts"), list) else []
+    dirty = info.get("git_dirty") is not False or system.get("git_dirty") is True
+    store = info.get("store") if isinstance(info.get("store"), dict) else None
+    facts = run_compliance_issues(changed, dirty, store, attempts)
+    if protocol is not None and protocol < PROTOCOL_VERSION:
+        facts = [f for f in facts if f != NO_STORE]  # older runs predate store records
+    issues += facts
+    if info.get("compliant") is False and not issues:
+        issues.append("marked non-compliant in run.json")  # edited, or another version's
+    return list(dict.fromkeys(_text(issue) for issue in issues if issue))
 
-    recorded = info.get("compliance_issues")
-    if isinstance(recorded, list):
-        issues += [_text(reason) for reason in recorded]
-    elif "compliance_issues" in info:
-        issues.append("compliance_issues unreadable")
-    elif protocol is not None and protocol >= 2:
-        issues.append("compliance_issues not recorded")
-    if not recorded:
-        changed = info.get("changed_keys", [])
-        if not isinstance(changed, list):
-            issues.append("changed_keys unreadable")
-        elif changed:
-            issues.append("changed: " + ", ".join(sorted(_text(key, 60) for key in changed)))
-        if info.get("git_dirty") is True or system.get("git_dirty") is True:
-            issues.append("git dirty")
-    if protocol is not None and protocol >= 2 and not isinstance(info.get("store"), dict):
-        issues.append(NO_STORE)
-    compliant = info.get("compliant")
-    if compliant is not True and not issues:
-        issues.append("marked non-compliant" if compliant is False else "compliance not recorded")
-    return list(dict.fromkeys(issue for issue in issues if issue))
+
+def _changed_keys(folder: Path, info: dict, issues: list[str]) -> list[str]:
+    """The run's changed keys from its config.yaml; the recorded ones only for a config
+    that has no frozen preset to compare with (never the benchmark's presets)."""
+    path = folder / CONFIG_FILE
+    try:
+        raw = load_yaml_file(path)
+        if not isinstance(raw, dict):
+            raise ConfigError("not a mapping")
+        changed = recorded_changed_keys(raw, CONFIG_FILE)
+    except (OSError, ValueError, yaml.YAMLError, ConfigError) as e:
+        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        issues.append(f"config.yaml unusable ({_text(reason, 120)})")
+        return []
+    if changed is not None:
+        return changed
+    recorded = info.get("changed_keys")
+    if not isinstance(recorded, list):
+        issues.append("changed_keys unreadable")
+        return []
+    return [_text(key, 60) for key in recorded]

@@ -152,7 +152,7 @@ def test_strings_no_encoder_writes_are_escaped_everywhere(tmp_path):
     text = (odd / "run.json").read_text()
     text = text.replace('"machine": "4 x NVIDIA TITAN RTX"',
                         '"machine": "box \\udce9\\n\\u001b[31mred"')
-    text = text.replace('"compliance_issues": []', '"compliance_issues": ["bad \\ud800 key"]')
+    text = text.replace('"compliance_issues": []', '"system": "bad \\ud800 key"')
     (odd / "run.json").write_text(text)
     # A folder name that is not UTF-8 (bytes path), holding a run without a run_id.
     raw = os.fsencode(results) + b"/X3D_M/caf\xe9"

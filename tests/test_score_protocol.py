@@ -1,14 +1,14 @@
 """Scheduled evaluations only reach the target; older protocols and incomplete records are
 labelled non-compliant with their reason, never read as compliant."""
 
-import json
 
 import pytest
+import yaml
 
 from formats.results import PROTOCOL_VERSION
 from score.load import load_run
 from score.record import PROTOCOL_1
-from tests.helpers.score import EPOCH_HEADER_V2, reaching_at, write_run
+from tests.helpers.score import EPOCH_HEADER_V2, STORE, reaching_at, write_run
 
 PROTOCOL_2_CURVE = {  # 6 epochs, scheduled evaluations after epochs 3 and 6
     "val_top1": [None, 19.0, None, 19.5, 30.0, 22.0],
@@ -82,29 +82,36 @@ def test_damaged_eval_cells_are_one_warning_and_never_reach(tmp_path):
     assert "1 scheduled evaluation(s) without a usable val_top1" in warning
 
 
+SMALL_STORE = {**STORE, "short_side": 128, "videos": {"train": 600, "val": 50}}
+
+
 @pytest.mark.parametrize(
     ("extra", "issues"),
     [
-        # The trainer's reasons are shown as recorded.
-        ({"compliance_issues": ["store settings differ: short_side 128"]},
-         ["store settings differ: short_side 128"]),
-        # A record that contradicts itself is never compliant.
-        ({"compliance_issues": [], "changed_keys": ["lr"]}, ["changed: lr"]),
-        ({"compliance_issues": [], "git_dirty": True}, ["git dirty"]),
-        ({"compliance_issues": [], "compliant": False}, ["marked non-compliant"]),
-        ({"compliance_issues": "none"}, ["compliance_issues unreadable"]),
-        ({"compliance_issues": [], "compliant": None}, ["compliance not recorded"]),
+        # The recorded reasons and flags are not read: the facts decide.
+        ({"compliance_issues": ["store settings differ: short_side 128"]}, []),
+        ({"compliance_issues": [""], "compliant": True, "git_dirty": True}, ["git dirty"]),
+        # A store record that claims Kinetics-20 at other settings and with other counts.
+        ({"compliance_issues": [], "compliant": True, "store": SMALL_STORE},
+         ["store settings differ: short_side 128 (the workload's: short_side 320, "
+          "jpeg_quality 90)", "store holds 600 train + 50 val videos, Kinetics-20 1276 train + "
+          "100 val"]),
+        ({"compliance_issues": [], "compliant": True,
+          "attempts": [{"machine": "m", "git_commit": "c", "git_dirty": True}]}, ["git dirty"]),
+        ({"compliance_issues": [], "compliant": False}, ["marked non-compliant in run.json"]),
         ({"store": None}, ["store not recorded"]),
     ],
 )
-def test_compliance_comes_from_the_record_and_is_never_silently_true(tmp_path, extra, issues):
+def test_compliance_is_recomputed_from_the_facts_never_read_from_flags(tmp_path, extra, issues):
     folder = write_run(tmp_path, extra=extra, **reaching_at(1000.0))
     assert load_run(folder, []).compliance_issues == issues
 
 
-def test_protocol_2_without_compliance_issues_is_not_compliant(tmp_path):
-    folder = write_run(tmp_path, **reaching_at(1000.0))
-    record = json.loads((folder / "run.json").read_text())
-    del record["compliance_issues"]
-    (folder / "run.json").write_text(json.dumps(record))
-    assert load_run(folder, []).compliance_issues == ["compliance_issues not recorded"]
+def test_a_config_changed_by_hand_is_not_compliant_whatever_run_json_says(tmp_path):
+    folder = write_run(tmp_path, extra={"compliance_issues": [""], "compliant": True},
+                       **reaching_at(1000.0))
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    (folder / "config.yaml").write_text(yaml.safe_dump({**config, "lr": 0.5, "epochs": 12}))
+    assert load_run(folder, []).compliance_issues == ["changed: epochs, lr"]
+    (folder / "config.yaml").write_text("lr: [unclosed\n")
+    assert load_run(folder, []).compliance_issues[0].startswith("config.yaml unusable")

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from formats.results import scheduled_epochs
+
 
 def lr_at_epoch(
     epoch: int,
@@ -64,7 +66,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def is_scheduled_eval(config: dict, epoch: int) -> bool:
     """True after every ``eval_period``-th epoch (1-based) and after the last one: the
     evaluations that can reach the target (WORKLOAD.md: after epochs 10 and 20)."""
-    return (epoch + 1) % config["eval_period"] == 0 or epoch == config["epochs"] - 1
+    return epoch in scheduled_eval_epochs(config)
 
 
 def is_extra_eval(config: dict, epoch: int) -> bool:
@@ -74,4 +76,5 @@ def is_extra_eval(config: dict, epoch: int) -> bool:
 
 
 def scheduled_eval_epochs(config: dict) -> list[int]:
-    return [e for e in range(config["epochs"]) if is_scheduled_eval(config, e)]
+    """The protocol's schedule (formats.results.scheduled_epochs) for this config."""
+    return scheduled_epochs(config["epochs"], config["eval_period"])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+import opts
 from formats.results import (
     EPOCH_COLUMNS,
     HEARTBEAT_FILE,
@@ -41,7 +42,9 @@ STORE = {
     "path": "data/frames/kinetics20_jpg", "format": "jpg", "short_side": 320,
     "jpeg_quality": 90, "fingerprint": FINGERPRINT, "videos": {"train": 1276, "val": 100},
     "clips": {"train": 11484, "val": 900}, "failed_videos": 0,
-    "dataset_matches_kinetics20": True, "dataset_check": "manifest",
+    "dataset_matches_kinetics20": True,
+    "dataset_check": {"record": "ok", "matches_kinetics20": True, "missing": 0, "extra": 0,
+                      "expected": 1376, "found": 1376, "differences": "dataset_check.csv"},
 }
 
 
@@ -82,6 +85,25 @@ def epoch_rows_v2(val_top1: list[float | None], elapsed_s: list[float],
     return rows
 
 
+def resolved_config(config: str, target: float, gpus: int, results: Path,
+                    changed_keys: tuple[str, ...] = ()) -> dict:
+    """config.yaml as the trainer writes it: the preset of that name (X3D-M's, renamed, for a
+    name without one) resolved, with each changed key given another value."""
+    preset = opts.CONFIG_DIR / f"{config}.yaml"
+    base = opts.read_preset(preset if preset.is_file() else opts.CONFIG_DIR / "X3D_M.yaml")
+    if MODELS.get(config, base["model"]) != base["model"]:
+        base = opts.read_preset(opts.CONFIG_DIR / "MVIT_B_16x4.yaml")
+    values = {**base, "name": config, "target_top1": target, "gpus": gpus, "workers": 8,
+              "data": "data/frames/kinetics20_jpg", "out": str(results)}
+    resolved = opts.resolve(values, config)
+    for key in changed_keys:
+        value, choices = resolved.get(key), opts.valid_keys(resolved["model"])[key].choices
+        resolved[key] = (not value if isinstance(value, bool) else value * 2
+                         if isinstance(value, int | float) else
+                         next(c for c in choices if c != value) if choices else f"{value}-x")
+    return resolved
+
+
 def write_run(
     results: Path,
     config: str = "X3D_M",
@@ -118,12 +140,8 @@ def write_run(
         evals = ["scheduled"] * len(val_top1)
     folder = results / config / run_id
     folder.mkdir(parents=True)
-    resolved = {
-        "name": config, "model": MODELS.get(config, "x3d_m"), "target_top1": target,
-        "epochs": 20, "batch_size": 16, "seed": 0, "stop_at_target": False,
-        "gpus": gpus, "workers": 8, "data": "data/frames/kinetics20_jpg", "out": str(results),
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(resolved))
+    (folder / "config.yaml").write_text(yaml.safe_dump(
+        resolved_config(config, target, gpus, results, changed_keys)))
     system = {
         "host": "bench-host", "platform": "Linux", "python": "3.11.7",
         "cpu": {"model": "AMD EPYC", "cores": 32}, "memory_gb": 256.0, "device": device,
@@ -202,9 +220,11 @@ DEMO_MACHINE = "cpu: AMD EPYC (2 cores)"
 DEMO_ISSUE = ("dataset differs from Kinetics-20: 1376 missing, 400 extra (of 1376 expected, 400 "
               "found)")
 DEMO_STORE = STORE | {
-    "path": "data/frames/synth_demo_jpg", "short_side": 40,
+    "path": "data/frames/synth_demo_jpg",
     "fingerprint": "sha256:d3e0" + "7" * 60, "videos": {"train": 320, "val": 80},
     "clips": {"train": 320, "val": 240}, "dataset_matches_kinetics20": False,
+    "dataset_check": {"record": "ok", "matches_kinetics20": False, "missing": 1376, "extra": 400,
+                      "expected": 1376, "found": 400, "differences": "dataset_check.csv"},
 }
 
 

@@ -39,7 +39,6 @@ from formats.results import (
     SYSTEM_DESCRIPTION_FILE,
     EpochRow,
 )
-from preprocess.identity import store_compliance_issues
 from preprocess.lock import store_read_lock
 from train import TrainError
 from train.distributed import Dist, agreed, any_error, broadcast_object, gather_objects
@@ -184,7 +183,7 @@ class RunFolder:
             untimed_s=point.untimed_s if point else 0.0, reached=point.reached if point else False,
             t_target_s=point.t_target_s if point else None,
             epochs_done=point.epoch + 1 if point else 0, store={**self._store, "clips": clips},
-            store_issues=store_compliance_issues(self._store), attempts=runs,
+            attempts=runs,
             system=system.system_name(config, nodes))
         self._say_continued(path)
         atomic_write(path / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))

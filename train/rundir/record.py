@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import formats.results as results_format
+from opts.compliance import run_compliance_issues
 from train.schedule import scheduled_eval_epochs
 
 
@@ -30,25 +31,14 @@ class RunRecord:
     finished: bool = False
     state: str = results_format.STATE_RUNNING
     store: dict | None = None  # the frame store read (formats.results.STORE_KEYS)
-    store_issues: list[str] = field(default_factory=list)  # why the store is not the workload's
     attempts: list[dict] = field(default_factory=list)  # one per process launch
     system: str = ""  # the name the results are grouped by (SYSTEM=, else the host's)
 
     def compliance_issues(self) -> list[str]:
-        """One line per reason the run is not comparable with the reference; [] if compliant."""
-        issues = []
-        if self.changed_keys:
-            issues.append("changed: " + ", ".join(self.changed_keys))
-        if self.git_dirty:
-            issues.append("git dirty")
-        issues += self.store_issues
-        machines = {a.get("machine") for a in self.attempts}
-        commits = {a.get("git_commit") for a in self.attempts}
-        if len(machines) > 1:
-            issues.append(f"spans {len(machines)} machines")
-        if len(commits) > 1:
-            issues.append(f"spans {len(commits)} commits")
-        return issues
+        """One line per reason the run is not comparable with the reference; [] if compliant
+        (the scorer recomputes the same from the folder's files)."""
+        return run_compliance_issues(self.changed_keys, self.git_dirty, self.store,
+                                     self.attempts)
 
     def to_json(self) -> dict:
         c = self.config
