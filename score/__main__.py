@@ -10,6 +10,7 @@ import warnings as warnings_module
 from pathlib import Path
 
 from score import ScoreError
+from score.energy import energy_tables
 from score.load import load_results
 from score.plots import plot_accuracy_vs_time, plot_throughput
 from score.readers import safe_text, shown
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     print_warnings(warnings)
 
     tables = score_tables(runs, results, benchmarks, models)
+    tables += energy_tables(runs, results, reference)
     print(reference_line(reference) + "\n")
     print("\n".join(render_text(table) for table in tables))
 

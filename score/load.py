@@ -39,6 +39,7 @@ from score.record import (
     StoreInfo,
     attempts_of,
     compliance_issues,
+    energy_of,
     is_number,
     protocol_of,
     store_of,
@@ -84,6 +85,7 @@ class Run:
     nodes: int = 1
     store: StoreInfo | None = None
     attempts: Attempts = field(default_factory=lambda: Attempts(0, [], [], False, False))
+    energy: dict = field(default_factory=dict)  # run.json's energy (score.record.energy_of)
 
     @property
     def hardware(self) -> str:
@@ -176,6 +178,7 @@ def load_run(folder: Path, warnings: list[str]) -> Run:
         nodes=nodes,
         store=store_of(info),
         attempts=attempts_of(info),
+        energy=energy_of(info),
     )
     _check_recorded_time(run, info, warnings)
     return run

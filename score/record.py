@@ -168,3 +168,18 @@ def compliance_issues(info: dict, system: dict, protocol: int | None, has_eval: 
     if compliant is not True and not issues:
         issues.append("marked non-compliant" if compliant is False else "compliance not recorded")
     return list(dict.fromkeys(issue for issue in issues if issue))
+
+
+def energy_of(info: dict) -> dict:
+    """run.json's energy keys as the scorer uses them (damaged values: not measured)."""
+
+    def joules(key: str) -> float | None:
+        value = info.get(key)
+        return float(value) if is_number(value) and value >= 0 else None
+
+    def method(key: str) -> str | None:
+        value = info.get(key)
+        return safe_text(value, 40) if isinstance(value, str) and value else None
+
+    return {"method": method("energy_method"), "cpu_method": method("cpu_energy_method"),
+            "lost_j": joules("energy_lost_j")}
