@@ -149,6 +149,7 @@ perf: synth $(NATIVE)
 	$(PY) -m perf.loader_speed --quick
 	$(PY) -m perf.model_step --quick
 	$(PY) -m perf.model_flops
+	$(PY) -m perf.energy_sampler --seconds 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
