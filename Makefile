@@ -161,6 +161,7 @@ perf: synth $(NATIVE)
 	$(PY) -m perf.decoded_store --quick
 	$(PY) -m perf.model_step --quick
 	$(PY) -m perf.model_flops
+	$(PY) -m perf.energy_sampler --seconds 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

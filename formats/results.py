@@ -11,6 +11,7 @@ A run folder ``<results>/<config name>/<run id>/`` holds:
     epochs.csv     one row per finished epoch (EPOCH_COLUMNS), appended and flushed
     run.json       the summary (RUN_KEYS), rewritten atomically after every epoch
     heartbeat      the run clock, rewritten about once a second while the run trains
+                   (then, on one node, the run's GPU and CPU joules; "-": not measured)
     checkpoint.pt  the trainer's own resume point
     .lock          held (flock) by the process training in the folder; names it
     system_description.json  the user's description of the system (if one was given)
@@ -34,7 +35,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 PROTOCOL_VERSION = 2
-RESULTS_FORMAT = 2  # run.json ``format``: the layout of the files below
+# run.json ``format``: the layout of the files below. 3 added the energy columns and keys
+# (a folder of format 2 is read with its energy "not measured").
+RESULTS_FORMAT = 3
 
 CONFIG_FILE = "config.yaml"
 SYSTEM_FILE = "system.json"
@@ -59,11 +62,15 @@ SYSTEM_DESCRIPTION_KEYS = ("interconnect", "storage", "network", "power_cap_w", 
 # ``val_top1`` is the metric compared with the target (the original's per-batch mean);
 # ``val_top1_clips`` the clip-weighted top-1; ``val_video_top1`` the per-video accuracy.
 # ``untimed_s`` is the run's total untimed time so far (extra evaluations), a running sum.
+# ``energy_j``: the joules of all the run's GPUs (all nodes) over the epoch's timed span, as
+# NVML reports them (train/energy.py; run.json ``energy_method`` says how); after a resume,
+# the first epoch's includes the energy of the work lost to the stop. ``cpu_energy_j``: the
+# CPU packages' (RAPL), apart. Empty: not measured (no NVML, no readable RAPL, a GPU failed).
 
 
-def _column(decimals: int | None = None) -> Any:
+def _column(decimals: int | None = None, **default: Any) -> Any:
     """An epochs.csv column written with ``decimals`` places (None: as it is)."""
-    return field(metadata={"decimals": decimals})
+    return field(metadata={"decimals": decimals}, **default)
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ class EpochRow:
     clips_per_s: float = _column(3)
     data_wait_frac: float = _column(4)
     peak_mem_mb: float = _column(1)
+    energy_j: float | None = _column(3, default=None)
+    cpu_energy_j: float | None = _column(3, default=None)
 
     def cells(self) -> dict[str, str]:
         """The row as epochs.csv writes it: {column: text}."""
@@ -148,7 +157,11 @@ ABANDONED_AFTER_S = 6 * 3600
 #   epochs_done, finished, gpus, nodes, workers, device, machine, system (the system's name:
 #   SYSTEM=, else rank 0's host), campaign ({"run": k, "runs": N} or null), compliant, changed_keys,
 #   compliance_issues (list of one-line reasons; empty when compliant), git_dirty, resumed,
-#   restarts, lost_s, untimed_s, seed, eval_epochs (0-based epochs with a scheduled
+#   restarts, lost_s, untimed_s, energy_method ("counter", "sampled", both joined by "+"
+#   across attempts, or null: not measured), energy_j (the GPUs' energy over the timed spans
+#   so far), energy_lost_j (its part lost to stops), energy_to_target_j (at the first
+#   scheduled evaluation at the target), cpu_energy_method ("rapl" or null), cpu_energy_j,
+#   cpu_energy_lost_j, cpu_energy_to_target_j, seed, eval_epochs (0-based epochs with a scheduled
 #   evaluation), store (see STORE_KEYS), attempts (one entry per process launch: started,
 #   host, machine, git_commit, git_dirty, restart (torchrun's restart count), system (its
 #   system file), store (the path of the store it read)), spans_machines, spans_commits

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from probe.run import Settings, run
     from train import TrainError
     from train.device import gather_facts
+    from train.energy import power_limits_line
     from train.rundir import system
 
     # A run starts Python and imports PyTorch and the project twice: torchrun, then its worker.
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"probe: GPUS={s.gpus} WORKERS={s.workers} STORE={s.store or '-'}"
           f"{' (quick: tiny shapes)' if s.quick else ''}; load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
+    limits = power_limits_line()  # energy to the target depends on them (None: no NVML)
+    if limits:
+        print(limits, flush=True)
     try:
         found, models = run(list(args.configs), s, facts)
     except (ConfigError, StoreError, TrainError, ValueError) as e:

@@ -12,6 +12,7 @@ import warnings as warnings_module
 from pathlib import Path
 
 from score import ScoreError
+from score.energy import NOT_MEASURED_LINE, energy_tables, measured
 from score.load import load_results
 from score.plots import colours_of, plot_accuracy_vs_time, plot_throughput
 from score.readers import safe_text, shown
@@ -19,7 +20,7 @@ from score.reference import apply_references, benchmarks_by_reference, load_refe
 from score.report import summary_line, terminal_report
 from score.stats import group_models
 from score.tables import score_tables, write_csv, write_markdown
-from score.terminal import wrap
+from score.terminal import plain_block, render, wrap
 
 PLOT_FILES = ("accuracy_vs_time.png", "throughput.png")
 
@@ -63,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     flat = [row for _, rows in benchmarks for row in rows]
     print_warnings(warnings)
     print(terminal_report(runs, results, benchmarks))
+    energy = energy_tables(runs, results)
+    print("\n".join(render(plain_block(t.title, t.headers, t.rows, t.numeric)) for t in energy)
+          if measured(runs) else NOT_MEASURED_LINE + "\n")
 
     out = args.out or args.results
     colours = colours_of(runs)
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     write_csv(out / "score.csv", runs, results, flat)
     write_markdown(out / "score.md", summary_line(runs, flat),
                    [reference for reference, _ in benchmarks],
-                   score_tables(runs, results, benchmarks), warnings, list(PLOT_FILES))
+                   score_tables(runs, results, benchmarks) + energy, warnings, list(PLOT_FILES))
     print("\n".join(wrap(f"Wrote to {shown(out)}: score.csv, score.md, {', '.join(PLOT_FILES)}")))
     return 0
 

@@ -40,6 +40,7 @@ from score.record import (
     StoreInfo,
     attempts_of,
     compliance_issues,
+    energy_of,
     is_number,
     protocol_of,
     store_of,
@@ -88,6 +89,7 @@ class Run:
     attempts: Attempts = field(default_factory=lambda: Attempts(0, [], [], False, False))
     system: str = ""  # the system's name (SYSTEM=; an older run's host); machine is
     #                   "<system>: <hardware label>", so one name on two machines is two groups
+    energy: dict = field(default_factory=dict)  # run.json's energy (score.record.energy_of)
 
     @property
     def hardware(self) -> str:
@@ -205,6 +207,7 @@ def load_run(folder: Path, warnings: list[str], info: dict | None = None) -> Run
         nodes=nodes,
         store=store_of(info),
         attempts=attempts_of(info),
+        energy=energy_of(info),
     )
     _check_recorded_time(run, info, warnings)
     return run

@@ -199,3 +199,18 @@ def _changed_keys(folder: Path, info: dict, issues: list[str]) -> list[str]:
         issues.append("changed_keys unreadable")
         return []
     return [_text(key, 60) for key in recorded]
+
+
+def energy_of(info: dict) -> dict:
+    """run.json's energy keys as the scorer uses them (damaged values: not measured)."""
+
+    def joules(key: str) -> float | None:
+        value = info.get(key)
+        return float(value) if is_number(value) and value >= 0 else None
+
+    def method(key: str) -> str | None:
+        value = info.get(key)
+        return safe_text(value, 40) if isinstance(value, str) and value else None
+
+    return {"method": method("energy_method"), "cpu_method": method("cpu_energy_method"),
+            "lost_j": joules("energy_lost_j")}

@@ -63,6 +63,11 @@ class Block:
     labels: set[int] = field(default_factory=set)  # columns with note numbers: cut last
 
 
+def plain_block(title: str, headers: list[str], rows: list[list[str]], numeric: set[int]) -> Block:
+    """A table without sections or notes (score.tables.Table's fields) as a block."""
+    return Block(title, headers, numeric, [("", rows)])
+
+
 def wrap(text: str, indent: str = INDENT) -> list[str]:
     """`text` as lines of at most WIDTH columns, continuation lines indented."""
     return textwrap.wrap(safe_text(text), WIDTH, subsequent_indent=indent,

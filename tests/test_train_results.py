@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from formats.results import EPOCH_COLUMNS, EPOCHS_FILE, EpochRow
+from tests.helpers.score import STORE
 from train import TrainError
 from train.rundir import checkpoint, clock, epochs
 from train.rundir.record import RunRecord
@@ -39,10 +40,14 @@ def test_epochs_csv_has_one_header_and_drops_rows_after_the_checkpoint(tmp_path)
 def test_run_json_compliance():
     config = {"name": "X3D_M", "model": "x3d_m", "target_top1": 20.11, "workers": 8, "seed": 0,
               "epochs": 20, "eval_period": 10}
-    clean = RunRecord(config, "id", [], False, "m", "cuda", 4).to_json()
+    clean = RunRecord(config, "id", [], False, "m", "cuda", 4, store=STORE).to_json()
     assert clean["compliant"] is True and clean["gpus"] == 4
-    assert RunRecord(config, "id", ["lr"], False, "m", "cuda", 4).to_json()["compliant"] is False
-    assert RunRecord(config, "id", [], True, "m", "cuda", 4).to_json()["compliant"] is False
+    assert RunRecord(config, "id", ["lr"], False, "m", "cuda", 4,
+                     store=STORE).to_json()["compliant"] is False
+    assert RunRecord(config, "id", [], True, "m", "cuda", 4,
+                     store=STORE).to_json()["compliant"] is False
+    assert RunRecord(config, "id", [], False, "m", "cuda", 4).to_json()["compliance_issues"] == [
+        "store not recorded"]
 
 
 def _point(elapsed_s: float, lost_s: float, epoch: int = 3) -> checkpoint.ResumePoint:

@@ -143,9 +143,9 @@ def test_checkpoints_of_the_previous_format_are_read_and_unknown_ones_refused(tm
     point, state = checkpoint.load(tmp_path)
     assert (point.epoch, point.elapsed_s, point.world_size) == (2, 30.0, 2)
     assert point.attempts == [] and point.store_fingerprint is None
-    assert point.config_digest is None
+    assert point.config_digest is None and point.energy == {}  # energy: not measured
     assert torch.equal(state["model"]["w"], torch.ones(2))
     torch.save({**old, "format": 9}, tmp_path / "checkpoint.pt")
-    with pytest.raises(TrainError, match=r"checkpoint format 9, this version reads 1, 2, 3; "
+    with pytest.raises(TrainError, match=r"checkpoint format 9, this version reads 1, 2, 3, 4; "
                                          r"start a new run$"):
         checkpoint.load(tmp_path)

@@ -189,4 +189,5 @@ def epoch_summary(row: EpochRow, epochs: int, val: EvalResult | None) -> str:
         f"epoch {row.epoch}/{epochs - 1} lr {row.lr:.6f} "
         f"loss {row.train_loss:.4f} train_top1 {row.train_top1:.2f} | {evaluation} | "
         f"{row.clips_per_s:.1f} clips/s, data wait {row.data_wait_frac:.0%}, "
-        f"peak {row.peak_mem_mb:.0f} MB | elapsed {row.elapsed_s:.1f} s")
+        f"peak {row.peak_mem_mb:.0f} MB | elapsed {row.elapsed_s:.1f} s"
+        + ("" if row.energy_j is None else f", GPU energy {row.energy_j / 1000:.2f} kJ"))

@@ -70,7 +70,7 @@ def train(config: dict, d: Dist, data: Data, trainee: Trainee, folder: RunFolder
             val_video_top1=val and val.video_top1,
             clips_per_s=stats.clips / max(stats.seconds, 1e-9),
             data_wait_frac=stats.data_wait_frac, peak_mem_mb=stats.peak_mem_mb)
-        folder.end_epoch(row, trainee)
+        row = folder.end_epoch(row, trainee)  # with the epoch's energy
         if d.is_main:
             print(epoch_summary(row, config["epochs"], val), flush=True)
         if not folder.done():

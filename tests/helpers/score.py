@@ -61,9 +61,11 @@ def epoch_rows(val_top1: list[float], elapsed_s: list[float]) -> list[str]:
 
 
 def epoch_rows_v2(val_top1: list[float | None], elapsed_s: list[float],
-                  evals: list[str]) -> list[str]:
-    """Protocol 2: rows without an evaluation ("") have empty val_* cells."""
+                  evals: list[str], energy_j: list[float | None] | None = None) -> list[str]:
+    """Protocol 2: rows without an evaluation ("") have empty val_* cells; ``energy_j`` the
+    GPUs' joules per epoch (None, the default: not measured, empty cells)."""
     rows = []
+    energy_j = energy_j or [None] * len(val_top1)
     untimed = 0.0
     for epoch, (accuracy, elapsed, kind) in enumerate(
             zip(val_top1, elapsed_s, evals, strict=True)):
@@ -79,7 +81,8 @@ def epoch_rows_v2(val_top1: list[float | None], elapsed_s: list[float],
             "val_top5": f"{min(100.0, accuracy * 2):.2f}" if evaluated else "",
             "val_video_top1": accuracy if evaluated else "",
             "clips_per_s": 50 + 5 * epoch, "data_wait_frac": f"{0.5 - 0.02 * epoch:.2f}",
-            "peak_mem_mb": 1024,
+            "peak_mem_mb": 1024, "energy_j": "" if energy_j[epoch] is None else energy_j[epoch],
+            "cpu_energy_j": "",
         }
         rows.append(",".join(str(cells[name]) for name in EPOCH_COLUMNS))
     return rows
@@ -129,6 +132,7 @@ def write_run(
     attempts: list[dict] | None = None,
     heartbeat_age_s: float | None = None,
     extra: dict | None = None,
+    energy_j: list[float | None] | None = None,
 ) -> Path:
     """Write one run folder as the trainer would; `epochs_csv` replaces the CSV text verbatim,
     `extra` adds or replaces run.json keys, `heartbeat_age_s` ages the heartbeat of an
@@ -153,7 +157,7 @@ def write_run(
     (folder / "system.json").write_text(json.dumps(system))
     if epochs_csv is None:
         lines = ([EPOCH_HEADER, *epoch_rows(val_top1, elapsed_s)] if protocol < 2 else
-                 [EPOCH_HEADER_V2, *epoch_rows_v2(val_top1, elapsed_s, evals)])
+                 [EPOCH_HEADER_V2, *epoch_rows_v2(val_top1, elapsed_s, evals, energy_j)])
         epochs_csv = "\n".join(lines) + "\n"
     (folder / "epochs.csv").write_text(epochs_csv)
 

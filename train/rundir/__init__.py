@@ -9,6 +9,7 @@ What the folder holds is the results contract (formats/results.py); how it is wr
 - epochs.py    epochs.csv, appended and flushed per epoch; trimmed back to the checkpoint
 - checkpoint.py  checkpoint.pt: weights, optimiser, generators and the resume point
 - clock.py     the run clock, the heartbeat and the clock rule for resumes and restarts
+- energy.py    the run's energy, read with the clock and carried across resumes like it
 - system.py    system.json: the machine and code of an attempt
 """
 

@@ -9,8 +9,9 @@ clock and the heartbeat are in train/rundir/clock.py.
 A checkpoint says which run it belongs to (``run_id``) and of which workload (``config_digest``,
 ``opts.workload_digest`` of the run's config), and a resume refuses one that belongs elsewhere.
 
-Formats: 1 (before the resume point had ``attempts`` and ``store_fingerprint``) and 2 (before
-``config_digest``) are still read, the missing fields taken as unknown; 3 is written.
+Formats: 1 (before the resume point had ``attempts`` and ``store_fingerprint``), 2 (before
+``config_digest``) and 3 (before ``energy``) are still read, the missing fields taken as
+unknown; 4 is written.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from formats.results import CHECKPOINT_FILE
 from opts import workload_digest
 from train import TrainError
 
-FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)
+FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 
 
 @dataclass
@@ -47,13 +48,17 @@ class ResumePoint:
     attempts: list[dict] = field(default_factory=list)  # run.json ``attempts`` at the time
     store_fingerprint: str | None = None  # of the store the run read (None: not recorded)
     config_digest: str | None = None  # opts.workload_digest of the run's config (None: unknown)
+    # The run's energy (train/rundir/energy.py: joules so far, lost, at the target); empty:
+    # not recorded, i.e. not measured.
+    energy: dict = field(default_factory=dict)
 
     @classmethod
     def of_run(cls, record, epoch: int, elapsed_s: float) -> ResumePoint:
         """The resume point after ``epoch`` of the run ``record`` (a RunRecord)."""
         return cls(epoch, elapsed_s, record.lost_s, record.untimed_s, record.reached,
                    record.t_target_s, record.gpus, record.run_id, list(record.attempts),
-                   (record.store or {}).get("fingerprint"), workload_digest(record.config))
+                   (record.store or {}).get("fingerprint"), workload_digest(record.config),
+                   dict(record.energy))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,8 +52,11 @@ class Clock:
     """Run clock: seconds since launch plus the time carried over from before a resume, less
     the untimed spans (extra evaluations) of this process."""
 
-    def __init__(self, launch_time: float, carried_s: float = 0.0) -> None:
+    def __init__(self, launch_time: float, carried_s: float = 0.0, energy=None) -> None:
         self.carried_s = carried_s
+        # The run's energy reading (train.energy.TimedEnergy): paused and resumed with the
+        # clock, at the same points, so energy and time count the same spans.
+        self.energy = energy
         self.untimed_s = 0.0  # untimed seconds of this process
         # Anchor the wall-clock launch time to a monotonic counter (immune to clock steps).
         self._base = time.time() - launch_time
@@ -71,20 +74,28 @@ class Clock:
             yield
             return
         self._paused_at = time.perf_counter()
+        if self.energy is not None:
+            self.energy.pause()
         try:
             yield
         finally:
+            if self.energy is not None:
+                self.energy.resume()
             self.untimed_s += time.perf_counter() - self._paused_at
             self._paused_at = None
 
 
 class Heartbeat:
-    """Writes the run clock to ``<run_dir>/heartbeat`` at most once per ``every`` seconds."""
+    """Writes the run clock to ``<run_dir>/heartbeat`` at most once per ``every`` seconds,
+    and after it the run's GPU and CPU energy in joules ("-": not measured) when ``energy``
+    can tell them (train/rundir/energy.py)."""
 
-    def __init__(self, run_dir: Path | None, clock: Clock, every: float = 1.0) -> None:
+    def __init__(self, run_dir: Path | None, clock: Clock, every: float = 1.0,
+                 energy: Callable[[], tuple | None] | None = None) -> None:
         self.path = Path(run_dir) / HEARTBEAT_FILE if run_dir is not None else None
         self.clock = clock
         self.every = every
+        self.energy = energy
         self._last = -float("inf")
 
     def beat(self, force: bool = False) -> None:
@@ -94,13 +105,28 @@ class Heartbeat:
         if not force and now - self._last < self.every:
             return
         self._last = now
-        atomic_write(self.path, f"{self.clock.elapsed():.3f}\n", sync=False)  # every second
+        line = f"{self.clock.elapsed():.3f}"
+        joules = self.energy() if self.energy is not None else None
+        if joules is not None:
+            line += "".join(" -" if j is None else f" {j:.3f}" for j in joules)
+        atomic_write(self.path, line + "\n", sync=False)  # every second
 
 
 def read_heartbeat(run_dir: Path) -> float | None:
     """The last run-clock reading the run wrote, or None if there is none."""
     try:
-        return float((Path(run_dir) / HEARTBEAT_FILE).read_text(encoding="ascii"))
+        return float((Path(run_dir) / HEARTBEAT_FILE).read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def read_heartbeat_energy(run_dir: Path) -> tuple[float | None, float | None] | None:
+    """The run's (GPU, CPU) energy at the last heartbeat, or None if it holds none."""
+    try:
+        fields = (Path(run_dir) / HEARTBEAT_FILE).read_text(encoding="ascii").split()[1:3]
+        if len(fields) < 2:
+            return None
+        return tuple(None if f == "-" else float(f) for f in fields)
     except (OSError, ValueError):
         return None
 

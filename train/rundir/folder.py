@@ -46,6 +46,7 @@ from train.launch import launcher
 from train.rundir import attempts, checkpoint, system
 from train.rundir.attempts import write_failure
 from train.rundir.clock import Clock, Heartbeat, attempt_clock, launch_time, read_heartbeat
+from train.rundir.energy import RunEnergy, attempt_energy, mark_target
 from train.rundir.epochs import append_epoch, keep_epochs_through
 from train.rundir.record import RunRecord
 from train.rundir.reopen import check_checkpoint, check_store, reopen
@@ -64,6 +65,7 @@ class RunFolder:
         self.path: Path | None = None  # the folder, on every rank (None until known)
         self.record: RunRecord | None = None  # run.json as it stands (None before commit)
         self.clock: Clock | None = None
+        self.energy: RunEnergy | None = None  # the run's energy, read with the clock
         self._held = ExitStack()  # the folder's and the store's locks
         self._heartbeat: Heartbeat | None = None
         self._point: checkpoint.ResumePoint | None = None
@@ -109,11 +111,14 @@ class RunFolder:
                 self._point, self._state = checkpoint.load(found)
                 check_checkpoint(found, self._point, self._previous, config, d.world_size)
             heartbeat = broadcast_object(d, read_heartbeat(found))
-        # Rank 0's reading, so that every process keeps the same clock.
-        start, carried, self._lost_s = broadcast_object(d, attempt_clock(
+        # Rank 0's reading, so that every process keeps the same clock (and energy).
+        start, carried, self._lost_s, energy = broadcast_object(d, (*attempt_clock(
             launch, self.own_start, restarted, self._point, heartbeat,
-            float(self._previous.get("lost_s") or 0.0)))
-        self.clock = Clock(start, carried)
+            float(self._previous.get("lost_s") or 0.0)), attempt_energy(
+            self._point, heartbeat, found, restarted, self._previous)))
+        self.energy = RunEnergy(d, energy, self._point)
+        self._held.callback(self.energy.close)
+        self.clock = Clock(start, carried, self.energy.meter)
         any_error(d, lambda: self._held.enter_context(store_read_lock(Path(config["data"]))))
         self._store = agreed(d, lambda: check_store(config, self._point, self._previous))
 
@@ -154,7 +159,8 @@ class RunFolder:
                               "rank 0 opening the results folder")
         self.record, self.path = record, path
         self._untimed_before = record.untimed_s
-        self._heartbeat = Heartbeat(path if self.d.is_main else None, self.clock)
+        self._heartbeat = Heartbeat(path if self.d.is_main else None, self.clock,
+                                    energy=self.energy.heartbeat_joules)
         self.beat(force=True)
 
     def _write_opening(self, nodes: list[dict], clips: dict[str, int]) -> tuple[RunRecord, Path]:
@@ -185,6 +191,7 @@ class RunFolder:
             epochs_done=point.epoch + 1 if point else 0, store={**self._store, "clips": clips},
             attempts=runs,
             system=system.system_name(config, nodes))
+        self.energy.open_record(record, self._previous)
         self._say_continued(path)
         atomic_write(path / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         atomic_write(path / attempts.system_file(len(runs) - 1), _json(info))
@@ -219,21 +226,24 @@ class RunFolder:
         with self._writing(self.path):
             self._heartbeat.beat(force)
 
-    def end_epoch(self, row: EpochRow, trainee) -> None:
-        """Record a finished epoch: its row, the target if this evaluation reached it, the
-        checkpoint and run.json. A collective (every rank's generators are gathered)."""
+    def end_epoch(self, row: EpochRow, trainee) -> EpochRow:
+        """Record a finished epoch: its row (returned with its energy), the target if this
+        evaluation reached it, the checkpoint and run.json. A collective (every rank's
+        generators are gathered, the nodes' energy summed)."""
         record = self.record
+        row = self.energy.end_epoch(row, record)  # a collective: the energy of all nodes
         record.untimed_s = row.untimed_s
         record.epochs_done = row.epoch + 1
         if (row.eval == results_format.EVAL_SCHEDULED
                 and row.val_top1 >= self.config["target_top1"] and not record.reached):
             record.reached, record.t_target_s = True, round(row.elapsed_s, 3)
+            mark_target(record)
         record.finished = self.done()
         if record.finished:
             record.state = results_format.STATE_FINISHED
         rng = gather_objects(self.d, checkpoint.rng_state())  # every process's generators
         if not self.d.is_main:
-            return
+            return row
         with self._writing(self.path):
             append_epoch(self.path, row)
             point = checkpoint.ResumePoint.of_run(record, row.epoch, self.clock.elapsed())
@@ -244,6 +254,7 @@ class RunFolder:
             })
             self._write_record()
         self.beat(force=True)
+        return row
 
     def untimed_so_far(self) -> float:
         """Untimed seconds of the whole run (earlier attempts and this one)."""
@@ -264,8 +275,10 @@ class RunFolder:
         if self.d.is_main:
             attempts.forget_run(Path(self.config["out"]))
             target = self.config["target_top1"]
-            outcome = (f"reached {target} at {self.record.t_target_s} s" if self.record.reached
-                       else f"did not reach {target}")
+            to_target = self.record.energy.get("gpu_target_j")
+            outcome = (f"reached {target} at {self.record.t_target_s} s"
+                       + ("" if to_target is None else f" ({to_target / 1000:.2f} kJ GPU energy)")
+                       if self.record.reached else f"did not reach {target}")
             print(f"run {self.record.run_id}: {outcome}; results in {self.path}", flush=True)
 
     def _set_state(self, state: str) -> None:

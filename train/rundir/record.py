@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import formats.results as results_format
 from opts.compliance import run_compliance_issues
+from train.rundir.energy import record_keys
 from train.schedule import scheduled_eval_epochs
 
 
@@ -33,6 +34,11 @@ class RunRecord:
     store: dict | None = None  # the frame store read (formats.results.STORE_KEYS)
     attempts: list[dict] = field(default_factory=list)  # one per process launch
     system: str = ""  # the name the results are grouped by (SYSTEM=, else the host's)
+    # The run's energy (train/rundir/energy.py: joules so far, lost, at the target; None:
+    # not measured) and how it was read.
+    energy: dict = field(default_factory=dict)
+    energy_method: str | None = None
+    cpu_energy_method: str | None = None
 
     def compliance_issues(self) -> list[str]:
         """One line per reason the run is not comparable with the reference; [] if compliant
@@ -56,7 +62,7 @@ class RunRecord:
             "compliant": not issues, "changed_keys": self.changed_keys,
             "compliance_issues": issues, "git_dirty": self.git_dirty,
             "resumed": self.resumed, "restarts": self.restarts, "lost_s": round(self.lost_s, 3),
-            "untimed_s": round(self.untimed_s, 3), "seed": c["seed"],
+            "untimed_s": round(self.untimed_s, 3), **record_keys(self), "seed": c["seed"],
             "eval_epochs": scheduled_eval_epochs(c), "store": self.store,
             "attempts": self.attempts,
             "spans_machines": len({a.get("machine") for a in self.attempts}) > 1,

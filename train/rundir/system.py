@@ -17,6 +17,7 @@ from datasets.jpeg_window import libjpeg_turbo_version
 from formats.results import SYSTEM_DESCRIPTION_KEYS
 from formats.yaml_limits import load_yaml_file
 from train import TrainError
+from train.energy import gpu_facts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,11 +69,6 @@ def _memory_gb() -> float | None:
         return None
 
 
-def _gpu_driver() -> str | None:
-    out = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
-    return out.splitlines()[0].strip() if out else None
-
-
 def _versions() -> dict[str, str | None]:
     versions = {}
     for name in LIBRARIES:
@@ -99,17 +95,20 @@ def numerics() -> dict:
 
 def node_description(device: torch.device, processes: int, node: int = 0) -> dict:
     """The hardware of this node: host, CPU, memory and the GPUs its ``processes`` processes
-    use (cuda:0 .. cuda:<processes - 1>, the devices of this node only)."""
-    gpus = []
+    use (cuda:0 .. cuda:<processes - 1>, the devices of this node only), with each GPU's power
+    limit and clocks and the driver as NVML reads them (None without NVML)."""
+    gpus, driver = [], None
     if device.type == "cuda":
+        facts, driver = gpu_facts(processes)
         for i in range(processes):
             props = torch.cuda.get_device_properties(i)
-            gpus.append({"name": props.name, "memory_mb": props.total_memory // 2**20})
+            nvml = {k: v for k, v in facts[i].items() if k != "name"} if i < len(facts) else {}
+            gpus.append({"name": props.name, "memory_mb": props.total_memory // 2**20, **nvml})
     return {
         "node": node, "host": socket.gethostname(), "processes": processes,
         "cpu": {"model": _cpu_model(), "cores": os.cpu_count() or 1},
         "memory_gb": _memory_gb(), "gpus": gpus,
-        "driver": _gpu_driver() if gpus else None,
+        "driver": driver,
     }
 
 
