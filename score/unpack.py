@@ -139,6 +139,8 @@ def read_package(archive: Path, folder: Path, warnings: list[str]) -> Package:
     for name in refused:
         package.problems[name.removeprefix(prefix)] = "refused"
     for name, problem in sorted(package.problems.items()):
+        if problem == "refused":
+            continue  # its one line was written when it was refused
         warnings.append(f"{shown(archive)}: {safe_text(name, 160)}: {problem} (manifest "
                         "check)")
     return package
