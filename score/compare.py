@@ -95,6 +95,7 @@ class Row:
     system: str
     config: str
     gpus: int
+    hardware: str
     reached: str
     t_bench_s: float | None
     cv: float | None
@@ -111,11 +112,13 @@ def comparison_rows(results: list[ModelResult], benchmarks: list[BenchmarkResult
     """One row per system, config, GPU count and compliance class."""
     rows = []
     for result in results:
+        # Benchmark rows have one non-compliant class per place ("non-compliant").
+        kind = COMPLIANT if result.compliance == COMPLIANT else "non-compliant"
         benchmark = next((b.mean for b in benchmarks if (b.machine, b.hardware, b.compliance)
-                          == (result.machine, result.hardware, result.compliance)), None)
+                          == (result.machine, result.hardware, kind)), None)
         reached = result.count(STATUS_REACHED)
         running = result.count(STATUS_IN_PROGRESS)
-        rows.append(Row(_system_key(result.runs), result.config, result.gpus,
+        rows.append(Row(_system_key(result.runs), result.config, result.gpus, result.hardware,
                         f"{reached}/{reached + result.missed}" + (f" +{running}" if running
                                                                    else ""),
                         result.t_bench_s, result.cv, result.score, benchmark,
@@ -127,13 +130,14 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-HEADERS = ("system", "config", "GPUs", "reached", "t_bench (s)", "CV", "score", "benchmark",
+HEADERS = ("system", "config", "hardware", "reached", "t_bench (s)", "CV", "score", "benchmark",
            "compliance")
+NUMERIC = {3, 4, 5, 6, 7}  # right-aligned columns
 
 
 def row_cells(row: Row) -> list[str]:
     cv = None if row.cv is None else 100 * row.cv
-    return [safe_text(row.system, 40), row.config, str(row.gpus), row.reached,
+    return [safe_text(row.system, 40), row.config, row.hardware, row.reached,
             _fmt(row.t_bench_s, 1), "-" if cv is None else f"{cv:.1f}%", _fmt(row.score, 3),
             _fmt(row.benchmark, 3), row.compliance]
 
@@ -145,7 +149,7 @@ def comparison_text(rows: list[Row]) -> str:
     lines = ["Comparison of systems (score: per model, as above; benchmark: "
              "the mean over the reference's models)"]
     for line in table:
-        lines.append("  ".join(cell.rjust(w) if 2 <= i <= 7 else cell.ljust(w)
+        lines.append("  ".join(cell.rjust(w) if i in NUMERIC else cell.ljust(w)
                                for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
                      .rstrip())
     return "\n".join(lines)

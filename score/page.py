@@ -14,7 +14,7 @@ import tempfile
 import warnings as warnings_module
 from pathlib import Path
 
-from score.compare import HEADERS, Row, row_cells
+from score.compare import HEADERS, NUMERIC, Row, row_cells
 from score.files import write_text_atomic
 from score.load import Run
 from score.plots import colours_of, plot_accuracy_vs_time, plot_throughput
@@ -28,7 +28,7 @@ th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #eef; }
 tr.non-compliant td { color: #a33; }
-img { max-width: 49%; vertical-align: top; border: 1px solid #ddd; margin-right: 1em; }
+img { max-width: 48%; vertical-align: top; border: 1px solid #ddd; margin: 0 0.5em 0.5em 0; }
 .labels { font-size: 0.9em; }
 """
 
@@ -80,8 +80,11 @@ def page_html(title: str, summary: str, rows: list[Row], runs: list[Run],
               warnings: list[str]) -> str:
     colours = colours_of(runs)
     parts = [f"<h1>{_e(title)}</h1>", f"<p>{_e(summary)}</p>", "<h2>Systems and models</h2>",
-             _table(HEADERS, [row_cells(row) for row in rows], {2, 4, 5, 6, 7},
-                    [row.compliance for row in rows], "comparison")]
+             _table(HEADERS, [row_cells(row) for row in rows], NUMERIC,
+                    [row.compliance for row in rows], "comparison"),
+             "<p>One row per system, model, hardware and compliance class; rows in red are "
+             "non-compliant (each run's labels below say why). score: t_ref / t_bench x "
+             "n_gpu_ref / n_gpu_bench; benchmark: the mean of the reference's models.</p>"]
     systems = sorted({run.system for run in runs})
     for system in systems:
         mine = [run for run in runs if run.system == system]
