@@ -87,7 +87,22 @@ def load_inputs(paths: list[Path], warnings: list[str]) -> list[Run]:
                 # Shown as where it came from: the temporary folder is gone after this.
                 run.path = Path(f"{path}:{run.path.relative_to(package.root).as_posix()}")
             runs += found
-    return runs
+    return _once(runs, warnings)
+
+
+def _once(runs: list[Run], warnings: list[str]) -> list[Run]:
+    """A run given twice (its package and its folder) is counted once, with a warning."""
+    seen: dict[tuple[str, str, str], Run] = {}
+    kept = []
+    for run in runs:
+        key = (run.system, run.config, run.run_id)
+        if key in seen:
+            warnings.append(f"{shown(run.path)}: the same run as {shown(seen[key].path)} "
+                            "(given twice?); counted once")
+            continue
+        seen[key] = run
+        kept.append(run)
+    return kept
 
 
 @dataclass

@@ -135,6 +135,10 @@ def read_package(archive: Path, folder: Path, warnings: list[str]) -> Package:
     for name in present:
         if name not in listed:
             package.problems[name] = "extra"
+    if root != folder:  # anything beside the package's one top folder is extra too
+        for path in folder.iterdir():
+            if path != root:
+                package.problems[f"../{path.name}"] = "extra"
     prefix = f"{root.name}/" if root != folder else ""
     for name in refused:
         package.problems[name.removeprefix(prefix)] = "refused"

@@ -24,7 +24,7 @@ def package(tmp_path):
     return archive
 
 
-def _issues(archive, capsys=None) -> dict[str, list[str]]:
+def _issues(archive) -> tuple[dict[str, list[str]], list[str]]:
     warnings: list[str] = []
     runs = load_inputs([archive], warnings)
     return {f"{run.config}/{run.run_id}": run.compliance_issues for run in runs}, warnings
@@ -122,6 +122,23 @@ def test_packages_and_an_old_folder_score_together(package, tmp_path, capsys):
     for system in ("node-a", "node-b", "bench-host"):
         assert f"\n{system} " in table
     assert (tmp_path / "out" / "comparison.html").is_file()
+
+
+def test_a_run_given_twice_counts_once_and_a_file_beside_the_top_folder_is_extra(
+        package, tmp_path):
+    warnings: list[str] = []
+    runs = load_inputs([package, tmp_path / "results"], warnings)
+    assert len(runs) == 8  # node-a's 4 runs once (package first), node-b's 4
+    assert sum("counted once" in w for w in warnings) == 4
+    assert all(str(run.path).startswith(str(package)) for run in runs if run.system == "node-a")
+
+    root = unpack_plain(package, tmp_path / "plain")
+    (root.parent / "README.txt").write_text("beside the package")
+    with tarfile.open(tmp_path / "beside.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname=root.name)
+        tar.add(root.parent / "README.txt", arcname="README.txt")
+    issues, _ = _issues(tmp_path / "beside.tar.gz")
+    assert all(found == ["package check: ../README.txt extra"] for found in issues.values())
 
 
 def test_package_of_an_unknown_system_is_one_line(tmp_path, capsys):
