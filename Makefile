@@ -7,7 +7,8 @@
 #   JPEG_STORE  FORMAT=raw: the JPEG store it is decoded from (data/frames/<dataset>_jpg)
 #   GPUS     processes (GPUs) per node               (1)
 #   WORKERS  DataLoader workers per process          (8)
-#   RESULTS  results folder                          (results)
+#   RESULTS  results folder; make score: several folders and packages, e.g.
+#            RESULTS="a.tar.gz b.tar.gz results/" (one comparison, comparison.html)   (results)
 #   SYSTEM   the name results are grouped by, e.g. dgx-a100-rack3   (the host's name)
 #   SYSTEM_DESCRIPTION  a YAML/JSON file describing the system (interconnect, storage,
 #            network, power_cap_w, cooling, notes), recorded with each run   (none)

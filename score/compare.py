@@ -9,7 +9,6 @@ a run folder, every run of the package otherwise (the description, the tables, t
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from formats.results import STATUS_IN_PROGRESS, STATUS_REACHED, SYSTEM_DESCRIPTI
 from score import ScoreError
 from score.load import COMPLIANT, Run, load_results
 from score.package import system_of
-from score.readers import safe_text, shown
+from score.readers import read_json_object, safe_text, shown
 from score.stats import BenchmarkResult, ModelResult
 from score.unpack import Package, read_package
 
@@ -33,10 +32,10 @@ def _describe(run: Run) -> None:
     """Fix the system name and description on the run while its files are still there."""
     run.system = system_of(run)
     try:
-        description = json.loads((run.path / SYSTEM_DESCRIPTION_FILE).read_text("utf-8"))
-    except (OSError, ValueError):
-        description = None
-    run.system_description = description if isinstance(description, dict) else {}
+        run.system_description = read_json_object(run.path / SYSTEM_DESCRIPTION_FILE,
+                                                  required=False)
+    except ScoreError:
+        run.system_description = {}  # shown without it; the run itself is still scored
 
 
 def _label(runs: list[Run], package: Package) -> None:

@@ -15,7 +15,6 @@ project's own file.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import subprocess
@@ -27,7 +26,9 @@ from pathlib import Path
 from mlperf_logging.mllog import constants, mllog
 
 from formats.results import EVAL_SCHEDULED, RUN_FILE
+from score import ScoreError
 from score.load import Run
+from score.readers import read_json_object
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_FILE = ROOT / "configs" / "mlperf_rules.yaml"
@@ -39,10 +40,9 @@ CHECK_TIMEOUT_S = 120
 def _start_ms(run: Run) -> int:
     """The run's first launch (run.json attempts), else its run.json's time minus its length."""
     try:
-        info = json.loads((run.path / RUN_FILE).read_text(encoding="utf-8"))
-        started = info["attempts"][0]["started"]
+        started = read_json_object(run.path / RUN_FILE, required=True)["attempts"][0]["started"]
         return int(datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() * 1000)
-    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ScoreError, ValueError, KeyError, IndexError, TypeError, AttributeError):
         last = float(run.epochs["elapsed_s"].max()) if len(run.epochs) else 0.0
         try:
             return int(((run.path / RUN_FILE).stat().st_mtime - last) * 1000)

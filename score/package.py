@@ -4,7 +4,8 @@ The archive holds one folder, ``<system>/``, with:
 - ``runs/<config>/<run id>/``: each run's result files (PACKAGED_FILES: no checkpoint, no
   heartbeat);
 - ``system_description.json``: the user's description of the system (from its newest run);
-- ``score.md``, ``score.csv``: the score tables of these runs;
+- ``score.md``, ``score.csv``: the score tables of these runs, with the two plots score.md
+  shows (accuracy_vs_time.png, throughput.png);
 - ``mlperf/result_N.txt``: each run as an MLPerf Training style log (score/mlperf.py);
 - ``manifest.sha256``: the sha256 of every other file (``sha256sum -c`` reads it).
 Reading a package (score/unpack.py) checks the manifest.
@@ -16,7 +17,6 @@ import argparse
 import contextlib
 import hashlib
 import io
-import json
 import re
 import shutil
 import sys
@@ -29,7 +29,7 @@ from score import ScoreError
 from score.files import atomic_output
 from score.load import Run, load_results
 from score.mlperf import mlperf_log
-from score.readers import safe_text, shown
+from score.readers import read_json_object, safe_text, shown
 
 MANIFEST = "manifest.sha256"
 PACKAGED_FILES = (*RUN_FILES, SYSTEM_DESCRIPTION_FILE)
@@ -44,9 +44,9 @@ def system_of(run: Run) -> str:
     if isinstance(name, str) and name:
         return name
     for file, key in ((RUN_FILE, "system"), (SYSTEM_FILE, "host")):
-        try:
-            value = json.loads((run.path / file).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
+        try:  # bounded, and damage is the loader's to report: here only a fallback
+            value = read_json_object(run.path / file, required=False).get(key)
+        except ScoreError:
             continue
         if isinstance(value, str) and value.strip():
             return safe_text(value.strip(), 120)
@@ -105,8 +105,6 @@ def write_package(results: Path, system: str, out: Path) -> int:
                                "--no-page"])
         if code != 0:
             raise ScoreError(f"{shown(results)}: the runs of {system!r} could not be scored")
-        for name in ("accuracy_vs_time.png", "throughput.png"):
-            (root / name).unlink(missing_ok=True)  # the page draws them from the runs
         _write_manifest(root)
         with atomic_output(out) as partial:
             with tarfile.open(partial, "w:gz") as archive:
