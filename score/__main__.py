@@ -2,7 +2,9 @@
 
 Each config is scored against the reference file in configs/ that lists it (or against the one
 --reference for all). Prints a summary line and tables that fit 120 columns, writes score.csv,
-score.md, accuracy_vs_time.png and throughput.png. Exit code 0 if any run was read, 2
+score.md, accuracy_vs_time.png and throughput.png. --results may list several folders and
+packages (score/compare.py): with more than one system a systems x models table follows, and
+comparison.html (score/page.py) is written beside the tables. Exit code 0 if any run was read, 2
 (one-line error) if nothing can be scored.
 """
 
