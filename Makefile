@@ -7,10 +7,12 @@
 #   JPEG_STORE  FORMAT=raw: the JPEG store it is decoded from (data/frames/<dataset>_jpg)
 #   GPUS     processes (GPUs) per node               (1)
 #   WORKERS  DataLoader workers per process          (8)
-#   RESULTS  results folder                          (results)
+#   RESULTS  results folder; make score: several folders and packages, e.g.
+#            RESULTS="a.tar.gz b.tar.gz results/" (one comparison, comparison.html)   (results)
 #   SYSTEM   the name results are grouped by, e.g. dgx-a100-rack3   (the host's name)
 #   SYSTEM_DESCRIPTION  a YAML/JSON file describing the system (interconnect, storage,
 #            network, power_cap_w, cooling, notes), recorded with each run   (none)
+#   PACKAGE  make package: the archive written    (<system>.tar.gz)
 #   RUNS     bench-*: runs of the campaign, seeds 0..RUNS-1 (the rules: 5)   (1)
 #   TORCH_INDEX  PyTorch wheel index for torch and torchvision, e.g.
 #            https://download.pytorch.org/whl/cu126 for a driver older than the pinned
@@ -36,6 +38,7 @@ RESULTS ?= results
 SYSTEM  ?=
 SYSTEM_DESCRIPTION ?=
 RUNS    ?= 1
+PACKAGE ?=
 K400     ?=
 K20_REPO ?= https://github.com/emadRad/VideoModelBenchmark.git
 CNN_CONFIG         ?= configs/X3D_M.yaml
@@ -63,7 +66,7 @@ SYSTEM_ARGS = $(if $(SYSTEM),--set system=$(SYSTEM)) \
 CAMPAIGN = $(PY) -m train.campaign --runs $(RUNS) --
 SCORE_CAMPAIGN = $(if $(filter-out 1,$(RUNS)),$(PY) -m score --results $(RESULTS))
 
-.PHONY: venv native synth data check frames verify bench bench-cnn bench-transformer resume score demo test faults lint perf probe clean-venv
+.PHONY: venv native synth data check frames verify bench bench-cnn bench-transformer resume score package demo test faults lint perf probe clean-venv
 
 venv: $(ENV)
 
@@ -136,6 +139,13 @@ probe: $(ENV)
 # against reference_demo.yaml); REFERENCE=<file or results folder> on the command line: all.
 score: $(STAMP)
 	$(PY) -m score --results $(RESULTS)$(if $(filter command line,$(origin REFERENCE)), --reference $(REFERENCE))
+
+# One archive of SYSTEM's runs under RESULTS (default: this host's), with the score tables,
+# one MLPerf style log per run and a sha256 manifest. RESULTS="a.tar.gz b.tar.gz results/"
+# on make score compares packages and folders, and writes comparison.html.
+package: $(STAMP)
+	$(PY) -m score.package --results $(RESULTS) --system "$(or $(SYSTEM),$(shell hostname))" \
+	    $(if $(PACKAGE),--out $(PACKAGE))
 
 # One process, one loader worker: on a 2-core CPU the other core trains.
 demo: synth $(NATIVE)

@@ -2,7 +2,9 @@
 
 Each config is scored against the reference file in configs/ that lists it (or against the one
 --reference for all). Prints a summary line and tables that fit 120 columns, writes score.csv,
-score.md, accuracy_vs_time.png and throughput.png. Exit code 0 if any run was read, 2
+score.md, accuracy_vs_time.png and throughput.png. --results may list several folders and
+packages (score/compare.py): with more than one system a systems x models table follows, and
+comparison.html (score/page.py) is written beside the tables. Exit code 0 if any run was read, 2
 (one-line error) if nothing can be scored.
 """
 
@@ -12,8 +14,15 @@ import warnings as warnings_module
 from pathlib import Path
 
 from score import ScoreError
+from score.compare import (
+    comparison_rows,
+    comparison_text,
+    default_out,
+    load_inputs,
+    shown_inputs,
+)
 from score.energy import NOT_MEASURED_LINE, energy_tables, measured
-from score.load import load_results
+from score.page import PAGE_FILE, write_page
 from score.plots import colours_of, plot_accuracy_vs_time, plot_throughput
 from score.readers import safe_text, shown
 from score.reference import apply_references, benchmarks_by_reference, load_references
@@ -30,8 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m score",
         description="Score training runs: time to target accuracy against a reference.",
     )
-    parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="results folder; runs are found at any depth under it, e.g. "
+    parser.add_argument("--results", type=Path, nargs="+", default=[Path("results")],
+                        help="results folders and/or packages (make package) scored "
+                             "together; runs are found at any depth under a folder, e.g. "
                              "<results>/<config>/<run_id>/ (default: results)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="reference YAML file, or a results folder measured on another "
@@ -39,7 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "configs/reference*.yaml file that lists it)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for score.csv, score.md and the plots "
-                             "(default: the results folder)")
+                             "(default: the first results folder; packages only: comparison)")
+    parser.add_argument("--no-page", action="store_true",
+                        help=f"do not write {PAGE_FILE} (the comparison page)")
     return parser.parse_args(argv)
 
 
@@ -52,11 +64,11 @@ def print_warnings(warnings: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     references = load_references(args.reference, warnings)
-    runs = load_results(args.results, warnings)
+    runs = load_inputs(args.results, warnings)
     if not runs:
         print_warnings(warnings)
-        raise ScoreError(f"{shown(args.results)}: no readable run (looked for folders holding "
-                         "run.json and epochs.csv at any depth under it)")
+        raise ScoreError(f"{shown_inputs(args.results)}: no readable run (looked for folders "
+                         "holding run.json and epochs.csv at any depth under it)")
 
     results = group_models(runs)
     apply_references(results, references, warnings)
@@ -68,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(render(plain_block(t.title, t.headers, t.rows, t.numeric)) for t in energy)
           if measured(runs) else NOT_MEASURED_LINE + "\n")
 
-    out = args.out or args.results
+    out = args.out or default_out(args.results)
     colours = colours_of(runs)
     with warnings_module.catch_warnings():
         # Absurd values from a hand-edited file (1e308 s) make matplotlib's tick arithmetic
@@ -80,7 +92,15 @@ def run(args: argparse.Namespace) -> int:
     write_markdown(out / "score.md", summary_line(runs, flat),
                    [reference for reference, _ in benchmarks],
                    score_tables(runs, results, benchmarks) + energy, warnings, list(PLOT_FILES))
-    print("\n".join(wrap(f"Wrote to {shown(out)}: score.csv, score.md, {', '.join(PLOT_FILES)}")))
+    rows = comparison_rows(results, flat)
+    written = ["score.csv", "score.md", *PLOT_FILES]
+    if len({run.system for run in runs}) > 1:
+        print("\n" + comparison_text(rows))
+    if not args.no_page:
+        write_page(out / PAGE_FILE, "Video Model Benchmark: comparison of systems",
+                   summary_line(runs, flat), rows, runs, warnings)
+        written.append(PAGE_FILE)
+    print("\n".join(wrap(f"Wrote to {shown(out)}: {', '.join(written)}")))
     return 0
 
 
