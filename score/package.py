@@ -14,11 +14,10 @@ Reading a package (score/unpack.py) checks the manifest.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -88,8 +87,6 @@ def _write_manifest(root: Path) -> None:
 
 def write_package(results: Path, system: str, out: Path) -> int:
     """Write the package of `system`'s runs under `results` to `out`; the number of runs."""
-    from score.__main__ import main as score_main  # the score tables, as make score makes them
-
     warnings: list[str] = []
     runs = [run for run in load_results(results, warnings) if system_of(run) == system]
     for warning in warnings:
@@ -100,9 +97,11 @@ def write_package(results: Path, system: str, out: Path) -> int:
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary) / SAFE_NAME.sub("_", system)
         _stage(runs, system, root)
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = score_main(["--results", str(root / RUNS_FOLDER), "--out", str(root),
-                               "--no-page"])
+        # The score tables as make score makes them (the command itself: the scorer's front
+        # door reads packages, so this module does not import it).
+        code = subprocess.run([sys.executable, "-m", "score", "--results", str(root / RUNS_FOLDER),
+                               "--out", str(root), "--no-page"], capture_output=True,
+                              cwd=Path(__file__).resolve().parents[1], check=False).returncode
         if code != 0:
             raise ScoreError(f"{shown(results)}: the runs of {system!r} could not be scored")
         _write_manifest(root)

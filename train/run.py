@@ -11,9 +11,10 @@ NaN/infinite loss (keeping the last good checkpoint; run.json says so).
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager
 
 import opts
-from formats.results import EVAL_EXTRA, EVAL_NONE, EVAL_SCHEDULED, EpochRow
+from formats.results import EVAL_NONE, EVAL_SCHEDULED, EpochRow
 from models.speed import autocast
 from opts.resume import resume_config
 from train import signals
@@ -23,7 +24,7 @@ from train.evaluate import EvalResult, evaluate
 from train.loop import NonFiniteLoss, epoch_summary, loss_function, train_one_epoch
 from train.model import Trainee, build_trainee, check_world, seed_epoch
 from train.rundir import RunFolder
-from train.schedule import config_lr, is_extra_eval, is_scheduled_eval, set_lr
+from train.schedule import config_lr, eval_after, set_lr
 
 
 def run(args: argparse.Namespace, own_start: float) -> None:
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace, own_start: float) -> None:
 def train(config: dict, d: Dist, data: Data, trainee: Trainee, folder: RunFolder) -> None:
     """The epochs still to run; every file is the folder's business."""
     criterion = loss_function()
+    amp = autocast(d.device.type, config["precision"])  # a context entered per step
     while not folder.done():
         epoch = folder.next_epoch
         lr = config_lr(config, epoch)
@@ -57,11 +59,11 @@ def train(config: dict, d: Dist, data: Data, trainee: Trainee, folder: RunFolder
         try:
             stats = train_one_epoch(
                 trainee.model, trainee.optimizer, data.train_loader, d, epoch, criterion,
-                on_step=folder.beat, autocast=autocast(d.device.type, config["precision"]),
+                on_step=folder.beat, autocast=amp,
                 scaler=trainee.scaler, prepare=lambda clips: data.model_input(clips, d.device))
         except NonFiniteLoss as e:
             raise folder.diverged(e, epoch) from None
-        kind, val = evaluate_after(config, epoch, d, data, trainee, folder)
+        kind, val = evaluate_after(config, epoch, d, data, trainee, folder, amp)
         row = EpochRow(
             epoch=epoch, elapsed_s=folder.clock.elapsed(), train_s=stats.seconds, eval=kind,
             eval_s=val and val.seconds, untimed_s=folder.untimed_so_far(), lr=lr,
@@ -78,17 +80,14 @@ def train(config: dict, d: Dist, data: Data, trainee: Trainee, folder: RunFolder
 
 
 def evaluate_after(config: dict, epoch: int, d: Dist, data: Data, trainee: Trainee,
-                   folder: RunFolder) -> tuple[str, EvalResult | None]:
+                   folder: RunFolder, amp: AbstractContextManager) -> tuple[str, EvalResult | None]:
     """The evaluation after ``epoch``, if any: (kind, result). A scheduled one is on the run
     clock; an extra one runs with the clock stopped. Neither changes training: evaluation
     draws no random numbers, the loader's workers take their seeds from its own generator,
     and the model is put back in training mode by the next epoch."""
-    if is_scheduled_eval(config, epoch):
-        kind = EVAL_SCHEDULED
-    elif is_extra_eval(config, epoch):
-        kind = EVAL_EXTRA
-    else:
-        return EVAL_NONE, None
+    kind = eval_after(config, epoch)
+    if kind == EVAL_NONE:
+        return kind, None
 
     def score() -> EvalResult:
         return evaluate(
@@ -96,8 +95,8 @@ def evaluate_after(config: dict, epoch: int, d: Dist, data: Data, trainee: Train
             bool(config.get("head_softmax", False)),  # X3D-M's head ends in a softmax
             num_clips=len(data.val_set), first_clip=data.val_sampler.start,
             batch_size=config["batch_size"],
-            autocast=autocast(d.device.type, config["precision"]),
-            prepare=lambda clips: data.model_input(clips, d.device), on_batch=folder.beat)
+            autocast=amp, prepare=lambda clips: data.model_input(clips, d.device),
+            on_batch=folder.beat)
 
     if kind == EVAL_SCHEDULED:
         return kind, score()

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from formats.results import scheduled_epochs
+from formats.results import EVAL_EXTRA, EVAL_NONE, EVAL_SCHEDULED, scheduled_epochs
 
 
 def lr_at_epoch(
@@ -63,16 +63,15 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 # ---- the evaluation schedule ----------------------------------------------------------------
 
-def is_scheduled_eval(config: dict, epoch: int) -> bool:
-    """True after every ``eval_period``-th epoch (1-based) and after the last one: the
-    evaluations that can reach the target (WORKLOAD.md: after epochs 10 and 20)."""
-    return epoch in scheduled_eval_epochs(config)
-
-
-def is_extra_eval(config: dict, epoch: int) -> bool:
-    """An extra evaluation (``eval_every``) after this epoch: only where none is scheduled."""
+def eval_after(config: dict, epoch: int) -> str:
+    """Which evaluation follows ``epoch`` (formats.results EVAL_*): a scheduled one after every
+    ``eval_period``-th epoch (1-based) and the last, the only ones that can reach the target
+    (WORKLOAD.md: after epochs 10 and 20); else an extra one every ``eval_every`` epochs (off the
+    clock); else none."""
+    if epoch in scheduled_eval_epochs(config):
+        return EVAL_SCHEDULED
     every = config.get("eval_every") or 0
-    return every > 0 and (epoch + 1) % every == 0 and not is_scheduled_eval(config, epoch)
+    return EVAL_EXTRA if every > 0 and (epoch + 1) % every == 0 else EVAL_NONE
 
 
 def scheduled_eval_epochs(config: dict) -> list[int]:

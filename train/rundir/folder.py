@@ -49,7 +49,7 @@ from train.rundir.clock import Clock, Heartbeat, attempt_clock, launch_time, rea
 from train.rundir.energy import RunEnergy, attempt_energy, mark_target
 from train.rundir.epochs import append_epoch, keep_epochs_through
 from train.rundir.record import RunRecord
-from train.rundir.reopen import check_checkpoint, check_store, reopen
+from train.rundir.reopen import check_checkpoint, check_store, reopen, say_continued
 from train.signals import Interrupted
 
 
@@ -192,24 +192,14 @@ class RunFolder:
             attempts=runs,
             system=system.system_name(config, nodes))
         self.energy.open_record(record, self._previous)
-        self._say_continued(path)
+        if self._found is not None:
+            say_continued(path, self._point, self._lost_s)
         atomic_write(path / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         atomic_write(path / attempts.system_file(len(runs) - 1), _json(info))
         if self._description is not None:
             atomic_write(path / SYSTEM_DESCRIPTION_FILE, _json(self._description))
         atomic_write(path / RUN_FILE, _json(record.to_json()))
         return record, path
-
-    def _say_continued(self, path: Path) -> None:
-        restart = launcher().restart
-        how = f"torchrun restart {restart}, " if restart else ""
-        if self._point is not None:
-            print(f"resuming {path} after epoch {self._point.epoch} ({how}lost "
-                  f"{self._lost_s:.1f} s of work to stops so far, counted in the clock)",
-                  flush=True)
-        elif self._found is not None:
-            print(f"starting {path} over from epoch 0 ({how}no checkpoint yet; lost "
-                  f"{self._lost_s:.1f} s of work, counted in the clock)", flush=True)
 
     # ---- epochs ------------------------------------------------------------------------------
 

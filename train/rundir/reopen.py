@@ -134,3 +134,15 @@ def check_checkpoint(found: Path, point: ResumePoint, previous: dict, config: di
     if point.world_size != world_size:
         raise TrainError(f"{found}: the run used {point.world_size} process(es); resume it "
                          f"with torchrun --standalone --nproc-per-node={point.world_size}")
+
+
+def say_continued(run_dir: Path, point: ResumePoint | None, lost_s: float) -> None:
+    """The line of an attempt that continues ``run_dir`` (from ``point``; None: from epoch 0)."""
+    restart = launcher().restart
+    how = f"torchrun restart {restart}, " if restart else ""
+    if point is not None:
+        print(f"resuming {run_dir} after epoch {point.epoch} ({how}lost {lost_s:.1f} s of work "
+              "to stops so far, counted in the clock)", flush=True)
+    else:
+        print(f"starting {run_dir} over from epoch 0 ({how}no checkpoint yet; lost {lost_s:.1f} "
+              "s of work, counted in the clock)", flush=True)
