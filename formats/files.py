@@ -44,6 +44,22 @@ def atomic_path(path: Path | str, sync: bool = True, tmp: Path | None = None) ->
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if sync:
+        sync_folder(path.parent)  # the rename itself, on disk too
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, where the system allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the rename still happened
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path | str, data: str | bytes | memoryview, sync: bool = True) -> None:

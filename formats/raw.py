@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from formats.files import atomic_path
-from formats.store import StoreError, VideoRecord, partial_dir, sync_dir
+from formats.files import atomic_path, sync_folder
+from formats.store import StoreError, VideoRecord, partial_dir
 
 RAW_SUFFIX = ".rgb"
 HEADER_SIZE = 4096
@@ -86,7 +86,7 @@ def write_raw_video(final: Path, frames: Iterable[np.ndarray], header: dict) -> 
             os.pwrite(fd, _header_bytes(header), 0)
         finally:
             os.close(fd)
-    sync_dir(final.parent)
+    sync_folder(final.parent)
     return header
 
 

@@ -39,6 +39,8 @@ import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from formats.files import atomic_write, sync_folder
+
 STORE_VERSION = 1
 SETTINGS_FILE = "store.json"
 META_FILE = "meta.json"
@@ -94,41 +96,10 @@ def frame_name(i: int) -> str:
     return f"image_{i + 1:05d}.jpg"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, synced, and a rename (nothing is left
-    behind if writing fails, say on a full disk)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    sync_dir(path.parent)
-
-
-def sync_dir(folder: Path) -> None:
-    """Flush a folder's entries (a rename into it) to disk, where the system allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a folder; the rename still happened
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_settings(store: Path, settings: StoreSettings) -> None:
     d = asdict(settings)
     d["classes"] = list(settings.classes)
-    atomic_write_text(Path(store) / SETTINGS_FILE, json.dumps(d, indent=2) + "\n")
+    atomic_write(Path(store) / SETTINGS_FILE, json.dumps(d, indent=2) + "\n")
 
 
 def read_settings(store: Path) -> StoreSettings:
@@ -175,7 +146,7 @@ def write_index(store: Path, split: str, records: list[VideoRecord]) -> None:
     w.writeheader()
     for r in sorted(records, key=lambda r: r.video_id):
         w.writerow(asdict(r))
-    atomic_write_text(index_path(store, split), buffer.getvalue())
+    atomic_write(index_path(store, split), buffer.getvalue())
 
 
 def read_index(store: Path, split: str) -> list[VideoRecord]:
@@ -249,14 +220,14 @@ def write_video_dir(final: Path, jpegs: list[bytes], meta: dict) -> None:
         # costs a commit each (docs/perf/preprocess.md).
         for name in names:
             _sync(tmp / name)
-        sync_dir(tmp)
+        sync_folder(tmp)
         if final.exists():  # an older complete copy: replace it
             shutil.rmtree(final)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    sync_dir(final.parent)
+    sync_folder(final.parent)
 
 
 def _write(path: Path, data: bytes) -> None:

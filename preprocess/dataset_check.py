@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formats.store import atomic_write_text
+from formats.files import atomic_write
 from preprocess.kinetics import SPLITS, VIDEO_EXTENSIONS, LayoutError
 
 MANIFEST = Path(__file__).resolve().with_name("kinetics20_manifest.csv")
@@ -106,7 +106,7 @@ def write_differences(check: DatasetCheck, path: Path) -> None:
     for row in sorted(rows):
         writer.writerow([os.fsencode(v).decode("utf-8", "backslashreplace") for v in row])
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(path), buffer.getvalue())
+    atomic_write(Path(path), buffer.getvalue())
 
 
 def verdict(record: dict) -> str:

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formats.store import atomic_write_text
+from formats.files import atomic_write
 from preprocess.kinetics import LayoutError, missing_on_disk
 
 FAILURES_FILE = "failures.csv"
@@ -35,7 +35,7 @@ def write_failures(store: Path, failures: list[tuple[str, str, str]]) -> None:
     writer.writerow(["split", "video", "reason"])
     for split, path, reason in sorted(failures):
         writer.writerow([split, path, reason.replace("\n", " ")])
-    atomic_write_text(Path(store) / FAILURES_FILE, buffer.getvalue())
+    atomic_write(Path(store) / FAILURES_FILE, buffer.getvalue())
 
 
 def print_failures(s: Summary, store: Path) -> None:

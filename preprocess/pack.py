@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from formats.store import StoreError, frame_name, sync_dir, video_dir
+from formats.files import sync_folder
+from formats.store import StoreError, frame_name, video_dir
 
 GROUP = "videos"
 
@@ -106,7 +107,7 @@ def pack_split(store: Path, split: str, metas: dict[str, dict], staged: set[str]
     finally:
         if old is not None:
             old.close()
-    sync_dir(final.parent)
+    sync_folder(final.parent)
     parts = Path(store) / ".parts"
     shutil.rmtree(parts / split, ignore_errors=True)
     if parts.is_dir() and not any(parts.iterdir()):

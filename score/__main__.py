@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
           if measured(runs) else NOT_MEASURED_LINE + "\n")
 
     out = args.out or default_out(args.results)
+    out.mkdir(parents=True, exist_ok=True)
     colours = colours_of(runs)
     with warnings_module.catch_warnings():
         # Absurd values from a hand-edited file (1e308 s) make matplotlib's tick arithmetic

@@ -23,9 +23,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from formats.files import atomic_path
 from formats.results import RUN_FILE, RUN_FILES, SYSTEM_DESCRIPTION_FILE, SYSTEM_FILE
 from score import ScoreError
-from score.files import atomic_output
 from score.load import Run, load_results
 from score.mlperf import mlperf_log
 from score.readers import read_json_object, safe_text, shown
@@ -105,7 +105,8 @@ def write_package(results: Path, system: str, out: Path) -> int:
         if code != 0:
             raise ScoreError(f"{shown(results)}: the runs of {system!r} could not be scored")
         _write_manifest(root)
-        with atomic_output(out) as partial:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as partial:
             with tarfile.open(partial, "w:gz") as archive:
                 archive.add(root, arcname=root.name)
     return len(runs)

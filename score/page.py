@@ -14,8 +14,8 @@ import tempfile
 import warnings as warnings_module
 from pathlib import Path
 
+from formats.files import atomic_write
 from score.compare import HEADERS, NUMERIC, Row, row_cells
-from score.files import write_text_atomic
 from score.load import Run
 from score.plots import colours_of, plot_accuracy_vs_time, plot_throughput
 from score.readers import safe_text
@@ -109,4 +109,4 @@ def page_html(title: str, summary: str, rows: list[Row], runs: list[Run],
 
 def write_page(path: Path, title: str, summary: str, rows: list[Row], runs: list[Run],
                warnings: list[str]) -> None:
-    write_text_atomic(path, page_html(title, summary, rows, runs, warnings))
+    atomic_write(path, page_html(title, summary, rows, runs, warnings))

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from formats.files import atomic_path  # noqa: E402
 from formats.results import STATUS_IN_PROGRESS  # noqa: E402
-from score.files import atomic_output  # noqa: E402
 from score.load import Run  # noqa: E402
 from score.readers import safe_text  # noqa: E402
 
@@ -73,7 +73,7 @@ def _legend(ax: plt.Axes, runs: list[Run], colours: dict[str, str], extra: list)
 
 def _save(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
-    with atomic_output(path) as temporary:
+    with atomic_path(path) as temporary:
         fig.savefig(temporary, format="png", dpi=100)
     plt.close(fig)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from formats.files import atomic_path, atomic_write
 from formats.results import (
     STATUS_ABANDONED,
     STATUS_DIVERGED,
@@ -14,7 +15,6 @@ from formats.results import (
     STATUS_NOT_CONVERGED,
     STATUS_REACHED,
 )
-from score.files import atomic_output, write_text_atomic
 from score.load import COMPLIANT, Run
 from score.readers import safe_text
 from score.reference import Reference
@@ -168,7 +168,7 @@ def write_markdown(path: Path, summary: str, references: list[Reference], tables
     if warnings:
         parts += ["## Warnings", "", *(f"- {safe_text(w)}" for w in warnings), ""]
     parts += [f"![{Path(name).stem}]({name})\n" for name in plots]
-    write_text_atomic(path, "\n".join(parts))
+    atomic_write(path, "\n".join(parts))
 
 
 def write_csv(path: Path, runs: list[Run], results: list[ModelResult],
@@ -207,5 +207,5 @@ def write_csv(path: Path, runs: list[Run], results: list[ModelResult],
     records = [{key: safe_text(value) if isinstance(value, str) else value
                 for key, value in record.items()} for record in records]
     frame = pd.DataFrame.from_records(records, columns=list(CSV_COLUMNS))
-    with atomic_output(path) as temporary:
+    with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False, float_format="%.10g")
