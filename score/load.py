@@ -18,6 +18,7 @@ from formats.results import (
     ABANDONED_AFTER_S,
     EPOCHS_FILE,
     HEARTBEAT_FILE,
+    PROTOCOL_VERSION,
     RUN_FILE,
     STATE_DIVERGED,
     STATE_FINISHED,
@@ -32,6 +33,7 @@ from formats.results import (
     SYSTEM_FILE,
 )
 from score import ScoreError
+from score.consistency import consistency_issues
 from score.epochs import first_crossing, read_epochs
 from score.find import find_run_dirs
 from score.readers import age_s, read_json_object, safe_text, shown
@@ -43,6 +45,7 @@ from score.record import (
     energy_of,
     is_number,
     protocol_of,
+    read_run_config,
     store_of,
     whole_number,
 )
@@ -185,6 +188,7 @@ def load_run(folder: Path, warnings: list[str], info: dict | None = None) -> Run
     protocol = protocol_of(info)
 
     epochs, has_eval = read_epochs(folder / EPOCHS_FILE, warnings)
+    run_config = read_run_config(folder)
     crossing = first_crossing(epochs, target, has_eval)
     t_bench = None if crossing is None else float(crossing["elapsed_s"])
     run = Run(
@@ -198,7 +202,9 @@ def load_run(folder: Path, warnings: list[str], info: dict | None = None) -> Run
         status=classify(info, t_bench, folder, warnings),
         resumed=info.get("resumed") is True,
         lost_s=lost_s,
-        compliance_issues=compliance_issues(folder, info, system, protocol, has_eval),
+        compliance_issues=compliance_issues(run_config, info, system, protocol, has_eval)
+        + (consistency_issues(info, epochs, t_bench) if protocol == PROTOCOL_VERSION and has_eval
+           else []),
         epochs=epochs,
         t_bench_s=t_bench,
         crossing_top1=None if crossing is None else float(crossing["val_top1"]),

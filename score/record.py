@@ -145,8 +145,17 @@ def _distinct(values) -> list[str]:
     return seen
 
 
-def compliance_issues(folder: Path, info: dict, system: dict, protocol: int | None,
-                      has_eval: bool) -> list[str]:
+def read_run_config(folder: Path) -> tuple[dict | None, str | None]:
+    """(config.yaml as a mapping, None), or (None, why it cannot be used)."""
+    try:
+        raw = load_yaml_file(folder / CONFIG_FILE)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        return None, str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    return (raw, None) if isinstance(raw, dict) else (None, "not a mapping")
+
+
+def compliance_issues(config: tuple[dict | None, str | None], info: dict, system: dict,
+                      protocol: int | None, has_eval: bool) -> list[str]:
     """Why the run is not comparable with the reference; empty means compliant.
 
     Recomputed from the facts the folder records, with the trainer's own function
@@ -165,7 +174,7 @@ def compliance_issues(folder: Path, info: dict, system: dict, protocol: int | No
                       "update the scorer")
     if protocol is not None and protocol >= 2 and not has_eval:
         issues.append("epochs.csv has no eval column")
-    changed = _changed_keys(folder, info, issues)
+    changed = _changed_keys(config, info, issues)
     attempts = [a for a in info.get("attempts") or [] if isinstance(a, dict)] \
         if isinstance(info.get("attempts"), list) else []
     dirty = info.get("git_dirty") is not False or system.get("git_dirty") is True
@@ -179,18 +188,17 @@ def compliance_issues(folder: Path, info: dict, system: dict, protocol: int | No
     return list(dict.fromkeys(_text(issue) for issue in issues if issue))
 
 
-def _changed_keys(folder: Path, info: dict, issues: list[str]) -> list[str]:
+def _changed_keys(config: tuple[dict | None, str | None], info: dict,
+                  issues: list[str]) -> list[str]:
     """The run's changed keys from its config.yaml; the recorded ones only for a config
     that has no frozen preset to compare with (never the benchmark's presets)."""
-    path = folder / CONFIG_FILE
+    raw, error = config
     try:
-        raw = load_yaml_file(path)
-        if not isinstance(raw, dict):
-            raise ConfigError("not a mapping")
+        if raw is None:
+            raise ConfigError(error)
         changed = recorded_changed_keys(raw, CONFIG_FILE)
-    except (OSError, ValueError, yaml.YAMLError, ConfigError) as e:
-        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
-        issues.append(f"config.yaml unusable ({_text(reason, 120)})")
+    except ConfigError as e:
+        issues.append(f"config.yaml unusable ({_text(str(e), 120)})")
         return []
     if changed is not None:
         return changed
