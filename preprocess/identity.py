@@ -27,7 +27,6 @@ without ``clips``) and ``store_compliance_issues``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections import Counter
@@ -35,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from formats.store import StoreSettings, read_index, read_settings, write_settings
-from preprocess.dataset_check import CHECK_FILE, read_manifest, run_check, verdict
+from preprocess.dataset_check import CHECK_FILE, run_check, verdict
 from preprocess.kinetics import SPLITS
 
 IDENTITY_VERSION = 1
@@ -141,21 +140,24 @@ def store_compliance_issues(identity: dict) -> list[str]:
     else:
         if not check.get("matches_kinetics20"):
             issues.append(f"dataset {verdict(check)}")
-        elif identity.get("videos") != kinetics20_videos():
-            # The record says Kinetics-20; the store's own counts must say so too.
-            issues.append(f"store holds {_counts(identity.get('videos'))} videos, Kinetics-20 "
-                          f"{_counts(kinetics20_videos())}")
+        elif _held(identity) != check.get("expected"):
+            # The check says the dataset matched; the store's own counts must say so too.
+            issues.append(f"store holds {_counts(identity.get('videos'))} videos and "
+                          f"{identity.get('failed_videos') or 0} failed, its dataset check "
+                          f"expected {check.get('expected')}")
         if identity.get("failed_videos"):
             issues.append(f"{identity['failed_videos']} videos failed in the store "
                           "(see its failures.csv)")
     return issues
 
 
-@functools.cache
-def kinetics20_videos() -> dict[str, int]:
-    """Videos per split of the benchmark's Kinetics-20 (the shipped manifest)."""
-    entries, _ = read_manifest()
-    return dict(sorted(Counter(split for split, _, _ in entries).items()))
+def _held(identity: dict) -> int | None:
+    """Videos the store indexes plus those that failed (None: unreadable counts)."""
+    videos = identity.get("videos")
+    if not isinstance(videos, dict) or not all(isinstance(v, int) for v in videos.values()):
+        return None
+    failed = identity.get("failed_videos") or 0
+    return sum(videos.values()) + failed if isinstance(failed, int) else None
 
 
 def _counts(videos: object) -> str:

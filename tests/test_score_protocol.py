@@ -94,8 +94,8 @@ SMALL_STORE = {**STORE, "short_side": 128, "videos": {"train": 600, "val": 50}}
         # A store record that claims Kinetics-20 at other settings and with other counts.
         ({"compliance_issues": [], "compliant": True, "store": SMALL_STORE},
          ["store settings differ: short_side 128 (the workload's: short_side 320, "
-          "jpeg_quality 90)", "store holds 600 train + 50 val videos, Kinetics-20 1276 train + "
-          "100 val"]),
+          "jpeg_quality 90)", "store holds 600 train + 50 val videos and 0 failed, its dataset "
+          "check expected 1376"]),
         ({"compliance_issues": [], "compliant": True,
           "attempts": [{"machine": "m", "git_commit": "c", "git_dirty": True}]}, ["git dirty"]),
         ({"compliance_issues": [], "compliant": False}, ["marked non-compliant in run.json"]),
