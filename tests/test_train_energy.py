@@ -83,17 +83,27 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> Non
 
 def _stop_after_lost_work(run_dir: Path, proc: subprocess.Popen, lost_s: float = 0.3) -> None:
     """Return with ``proc`` stopped (SIGSTOP) once its heartbeat is ``lost_s`` past its last
-    epoch row: work a kill now would lose. Stopped while looking, so nothing moves meanwhile."""
+    epoch row: work a kill now would lose. A tiny epoch can end before the heartbeat's next
+    write (once a second), so the run is first held still for longer than that: its next step
+    then writes the heartbeat at once."""
     deadline = time.monotonic() + 180.0
     while time.monotonic() < deadline:
-        time.sleep(0.1)
-        proc.send_signal(signal.SIGSTOP)
         rows = epochs.read_epochs(run_dir)
-        beat = clock.read_heartbeat(run_dir)
-        if rows and beat is not None and beat > float(rows[-1]["elapsed_s"]) + lost_s:
-            return
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.2)  # on the clock, as any stall of the machine would be
         proc.send_signal(signal.SIGCONT)
-        assert proc.poll() is None, "the run ended before it could be killed"
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            proc.send_signal(signal.SIGSTOP)
+            now = epochs.read_epochs(run_dir)
+            beat = clock.read_heartbeat(run_dir)
+            if len(now) != len(rows):  # the epoch ended first: hold it again
+                proc.send_signal(signal.SIGCONT)
+                break
+            if rows and beat is not None and beat > float(rows[-1]["elapsed_s"]) + lost_s:
+                return
+            proc.send_signal(signal.SIGCONT)
+            assert proc.poll() is None, "the run ended before it could be killed"
     raise AssertionError("no heartbeat after the last checkpoint")
 
 
