@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from formats.results import STATUS_IN_PROGRESS, STATUS_REACHED
+from formats.results import STATUS_IN_PROGRESS
 from score.load import COMPLIANT, Run
 from score.reference import Reference
 from score.stats import BenchmarkResult, ModelResult
+from score.tables import run_count
 from score.terminal import Block, Notes, render, wrap
 
 SHORT_STORE = 8  # hex characters of a store fingerprint in the terminal
@@ -129,13 +130,6 @@ def run_block(runs: list[Run], notes: Notes) -> Block:
                  labels={6})
 
 
-def _runs(result: ModelResult) -> str:
-    reached = result.count(STATUS_REACHED)
-    running = result.count(STATUS_IN_PROGRESS)
-    return (f"{reached}/{reached + result.missed} reached"
-            + (f" +{running} running" if running else ""))
-
-
 def _range(result: ModelResult) -> str:
     if result.t_min_s is None or result.t_min_s == result.t_max_s:
         return "-"
@@ -148,7 +142,7 @@ def model_block(results: list[ModelResult], compliant: bool, notes: Notes) -> Bl
         rows = []
         for r in members:
             cv = None if r.cv is None else 100 * r.cv
-            row = [r.config, _runs(r), _fmt(r.t_bench_s), _range(r), _fmt(cv, 1, "%"),
+            row = [r.config, run_count(r), _fmt(r.t_bench_s), _range(r), _fmt(cv, 1, "%"),
                    _fmt(r.t_ref_s, 2), _fmt(r.score, 3), notes.refs(r.notes)]
             rows.append(row if compliant else [notes.labelled("non-compliant", r.issues), *row])
         sections.append((place, rows))

@@ -44,7 +44,8 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return f"{value:.{digits}f}{suffix}"
 
 
-def _run_count(result: ModelResult) -> str:
+def run_count(result: ModelResult) -> str:
+    """"3/5 reached (P 0.23-0.88)": reached of finished runs, with the 95% Wilson interval."""
     reached = result.count(STATUS_REACHED)
     text = f"{reached}/{reached + result.missed} reached"
     interval = result.reached_interval
@@ -82,7 +83,7 @@ def model_table(results: list[ModelResult], compliant: bool) -> Table:
     rows = [
         ([] if compliant else [r.compliance])
         + [
-            r.config, r.machine, r.hardware, _run_count(r), r.method, _fmt(r.t_bench_s),
+            r.config, r.machine, r.hardware, run_count(r), r.method, _fmt(r.t_bench_s),
             _fmt(r.t_min_s), _fmt(r.t_max_s), _fmt(None if r.cv is None else 100 * r.cv, 1, "%"),
             _fmt(r.t_ref_s, 2), "-" if r.gpus_ref is None else str(r.gpus_ref),
             _fmt(r.score, 3), r.store, "; ".join(r.notes),
