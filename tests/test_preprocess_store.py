@@ -4,7 +4,6 @@ import csv
 import shutil
 from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 
@@ -21,23 +20,11 @@ from preprocess.extract import ExtractOptions, decode_jpeg
 from preprocess.frame_bytes import read_frame_bytes
 from preprocess.frames import build_store
 from preprocess.verify import verify_store
+from tests.helpers.faults import write_audio_only
 from tests.helpers.preprocess import smooth_frames
 
 BAD = {"empty": "empty file", "text": "cannot open", "short": "too short",
        "audio": "no video stream", "truncated": "cannot open"}
-
-
-def write_audio_only(path):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=22050)
-        for i in range(4):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
-                                               layout="mono")
-            frame.sample_rate, frame.pts = 22050, i * 1024
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.fake_nvml import pynvml as fake
+from tests.helpers.faults import wait_until
 from tests.helpers.train import ONE_THREAD_ENV, REPO, TINY, build_tiny_store, train_cli
 from train import energy
 from train.rundir import clock, epochs
@@ -73,14 +74,6 @@ def test_two_processes_count_the_timed_spans_only(store, tmp_path):
     assert "GPU energy" in done.stdout and "kJ GPU energy" in done.stdout
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
 def _stop_after_lost_work(run_dir: Path, proc: subprocess.Popen, lost_s: float = 0.3) -> None:
     """Return with ``proc`` stopped (SIGSTOP) once its heartbeat is ``lost_s`` past its last
     epoch row: work a kill now would lose. A tiny epoch can end before the heartbeat's next
@@ -121,8 +114,8 @@ def test_a_resumed_run_counts_the_lost_work_once(store, tmp_path):
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=fake_env())
         try:
             parent = out / "test_tiny"
-            _wait_for(parent, proc)
-            _wait_for(next(parent.iterdir()) / "checkpoint.pt", proc)
+            wait_until(parent.exists, proc, what=str(parent))
+            wait_until(lambda: any(parent.glob("*/checkpoint.pt")), proc, what="a checkpoint")
             _stop_after_lost_work(next(parent.iterdir()), proc)
         finally:
             proc.send_signal(signal.SIGKILL)
