@@ -19,6 +19,7 @@
 #            build's CUDA 13 (none: PyPI); takes effect on a fresh venv (make clean-venv)
 #   K400     make data: a local Kinetics-400 copy to assemble Kinetics-20 from (none: git)
 #   K20_REPO make data: git repository holding data/kinetics20 (the original benchmark's)
+#   TEST_JOBS make test: test processes (pytest-xdist; 0: all in one process)   (the cores, at most 4)
 PYTHON_SYS ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
@@ -48,6 +49,9 @@ TORCH_INDEX ?=
 REFERENCE  ?= configs/reference.yaml
 PROBE_ARGS ?=
 RUN        ?=
+# Many tests start two or more training processes of their own: more than 4 test processes
+# would only add memory (each builds the session's tiny stores once).
+TEST_JOBS  ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 4 ] && n=4; echo $$n)
 
 # The demo: the whole pipeline on the built-in synthetic dataset, sized for a CPU:
 # 5 classes, each shape in its class's colour (the cue configs/demo_*.yaml rely on).
@@ -158,7 +162,7 @@ demo: synth $(NATIVE)
 
 test: $(ENV)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 # The fault-injection suite with 10 randomised rounds (make test runs one round).
 faults: $(ENV)

@@ -4,7 +4,10 @@ never scored clean. Only protocol-2 folders are checked (older ones are labelled
 
 Checked: every epoch has exactly one row (none missing, none repeated); run.json's
 ``epochs_done`` equal to the rows (a run killed between its row and its run.json may have one
-row more); ``t_target_s`` equal to the first scheduled evaluation at the target in epochs.csv.
+row more); ``t_target_s`` equal to the first scheduled evaluation at the target in epochs.csv;
+the rows marked "scheduled" exactly the epochs that config.yaml's ``epochs`` and ``eval_period``
+schedule (up to the last row), no row past its last epoch, and run.json's ``eval_epochs`` that
+same schedule.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import math
 
 import pandas as pd
 
-from score.record import is_number
+from formats.results import EVAL_SCHEDULED, scheduled_epochs
+from score.record import is_number, whole_number
+
+MAX_EPOCHS = 100_000  # a config.yaml asking for more is damaged, not a schedule to expand
 
 T_TARGET_TOLERANCE_S = 0.002  # both are written to the millisecond
 
@@ -23,9 +29,46 @@ def _listed(values: list[int]) -> str:
     return shown + (f" and {len(values) - 5} more" if len(values) > 5 else "")
 
 
-def consistency_issues(info: dict, epochs: pd.DataFrame, t_bench_s: float | None) -> list[str]:
-    """One line per disagreement between run.json, epochs.csv and the run's schedule."""
+def schedule_issues(config: dict | None, info: dict, epochs: pd.DataFrame) -> list[str]:
+    """The "scheduled" rows and run.json's eval_epochs against config.yaml's own schedule (an
+    unreadable config.yaml is labelled by the compliance check already)."""
+    if config is None:
+        return []
+    total = whole_number(config.get("epochs"), 1, MAX_EPOCHS)
+    period = whole_number(config.get("eval_period"), 1, MAX_EPOCHS)
+    if total is None or period is None:
+        return ["config.yaml epochs or eval_period unreadable: the evaluation schedule is "
+                "unknown"]
+    schedule = scheduled_epochs(total, period)
     issues = []
+    rows = [(int(e), kind) for e, kind in zip(epochs["epoch"], epochs["eval"], strict=True)
+            if is_number(e) and not math.isnan(e)]
+    beyond = sorted({e for e, _ in rows if e >= total})
+    if beyond:
+        issues.append(f"epochs.csv has epoch(s) {_listed(beyond)} past config.yaml's {total} "
+                      "epochs")
+    marked = sorted({e for e, kind in rows if kind == EVAL_SCHEDULED})
+    off = [e for e in marked if e not in schedule]
+    if off:
+        issues.append(f"epochs.csv marks epoch(s) {_listed(off)} scheduled, but config.yaml "
+                      f"(epochs {total}, eval_period {period}) schedules "
+                      f"{_listed(schedule)} only")
+    skipped = sorted({e for e, _ in rows} & set(schedule) - set(marked))
+    if skipped:
+        issues.append(f"epochs.csv lacks the scheduled evaluation after epoch(s) "
+                      f"{_listed(skipped)}")
+    recorded = info.get("eval_epochs")
+    if recorded is not None and recorded != schedule:
+        issues.append(f"run.json eval_epochs {str(recorded)[:60]} but config.yaml schedules "
+                      f"{schedule[:20]}")
+    return issues
+
+
+def consistency_issues(info: dict, epochs: pd.DataFrame, t_bench_s: float | None,
+                       config: dict | None) -> list[str]:
+    """One line per disagreement between run.json, epochs.csv and the run's schedule
+    (config.yaml as a mapping; None when it cannot be read)."""
+    issues = schedule_issues(config, info, epochs)
     numbers = [int(e) for e in epochs["epoch"] if is_number(e) and not math.isnan(e)]
     repeated = sorted({e for e in numbers if numbers.count(e) > 1})
     if repeated:

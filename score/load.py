@@ -203,8 +203,8 @@ def load_run(folder: Path, warnings: list[str], info: dict | None = None) -> Run
         resumed=info.get("resumed") is True,
         lost_s=lost_s,
         compliance_issues=compliance_issues(run_config, info, system, protocol, has_eval)
-        + (consistency_issues(info, epochs, t_bench) if protocol == PROTOCOL_VERSION and has_eval
-           else []),
+        + (consistency_issues(info, epochs, t_bench, run_config[0])
+           if protocol == PROTOCOL_VERSION and has_eval else []),
         epochs=epochs,
         t_bench_s=t_bench,
         crossing_top1=None if crossing is None else float(crossing["val_top1"]),

@@ -19,17 +19,18 @@ def _lines(text: str, title: str) -> list[str]:
 
 def test_energy_to_target_per_run_and_group(tmp_path, capsys):
     results = tmp_path / "results"
-    # X3D_M's target is 20.11: run a reaches it at its second epoch, run b at its first.
-    a = write_run(results, "X3D_M", "a", val_top1=[5.0, 25.0, 30.0],
+    # The demo presets evaluate after every epoch, target 35 %: run a reaches it at its second
+    # epoch, run b at its first.
+    a = write_run(results, "demo_X3D_M", "a", val_top1=[5.0, 40.0, 45.0],
                   energy_j=[1000.0, 2000.0, 3000.0], extra=COUNTER)
-    write_run(results, "X3D_M", "b", val_top1=[25.0, 26.0, 27.0],
+    write_run(results, "demo_X3D_M", "b", val_top1=[40.0, 41.0, 42.0],
               energy_j=[1500.0, 1500.0, 1500.0], extra={**COUNTER, "energy_lost_j": 250.0})
-    write_run(results, "MVIT_B_16x4", "old", val_top1=[80.0])  # not measured
+    write_run(results, "demo_MVIT_B_16x4", "old", val_top1=[80.0])  # not measured
     run = load_run(a, [])
     assert energy_to_target_j(run) == 3000.0
     # Clips per joule to the target: (50 clips/s x 80 s + 55 clips/s x 160 s) / 3000 J.
     assert abs(clips_per_joule(run) - (50 * 80 + 55 * 160) / 3000.0) < 1e-9
-    reference = write_reference(tmp_path / "ref.yaml", {"X3D_M": 7456.88})
+    reference = write_reference(tmp_path / "ref.yaml", {"demo_X3D_M": 7456.88})
     assert main(["--results", str(results), "--reference", str(reference),
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -39,9 +40,9 @@ def test_energy_to_target_per_run_and_group(tmp_path, capsys):
     assert " 1.50 " in runs["b"] and " 0.25 " in runs["b"]  # lost work, reported
     assert runs["old"].count("not measured") == 4  # method, to target, all epochs, CPU
     groups = _lines(out, "Energy to target per group")
-    (x3d,) = [line for line in groups if line.split()[0] == "X3D_M"]
+    (x3d,) = [line for line in groups if line.split()[0] == "demo_X3D_M"]
     assert "median" in x3d and " 2.25 " in x3d  # the median of 3.00 and 1.50 kJ
-    (mvit,) = [line for line in groups if line.split()[0] == "MVIT_B_16x4"]
+    (mvit,) = [line for line in groups if line.split()[0].startswith("demo_MVIT")]
     assert "not measured" in mvit
     assert "energy ratio: none: no reference records an energy to the target" in out
     assert "## Energy to target per group" in (tmp_path / "score.md").read_text()

@@ -10,25 +10,28 @@ from score.load import load_run
 from score.record import PROTOCOL_1
 from tests.helpers.score import EPOCH_HEADER_V2, STORE, reaching_at, write_run
 
-PROTOCOL_2_CURVE = {  # 6 epochs, scheduled evaluations after epochs 3 and 6
-    "val_top1": [None, 19.0, None, 19.5, 30.0, 22.0],
-    "elapsed_s": [100.0, 200.0, 300.0, 400.0, 500.0, 600.0],
-    "evals": ["", "extra", "", "scheduled", "extra", "scheduled"],
+# X3D-M's 20 epochs: scheduled evaluations after epochs 10 and 20 (0-based 9 and 19), extra
+# ones (eval_every, off the clock) after epochs 5 and 15.
+EVALS = {4: ("extra", 19.0), 9: ("scheduled", 19.5), 14: ("extra", 30.0), 19: ("scheduled", 22.0)}
+PROTOCOL_2_CURVE = {
+    "val_top1": [EVALS.get(e, ("", None))[1] for e in range(20)],
+    "elapsed_s": [100.0 * (e + 1) for e in range(20)],
+    "evals": [EVALS.get(e, ("", None))[0] for e in range(20)],
 }
 
 
 def test_only_a_scheduled_evaluation_reaches_the_target(tmp_path):
-    # The extra evaluation after epoch 5 is far above the target; it does not count.
+    # The extra evaluation after epoch 15 is far above the target; it does not count.
     warnings: list[str] = []
     run = load_run(write_run(tmp_path, **PROTOCOL_2_CURVE), warnings)
-    assert (run.t_bench_s, run.crossing_top1, run.status) == (600.0, 22.0, "reached")
+    assert (run.t_bench_s, run.crossing_top1, run.status) == (2000.0, 22.0, "reached")
     assert run.compliance_issues == []
     assert warnings == []  # rows without an evaluation are normal
-    assert run.epochs["val_top1"].isna().sum() == 2
+    assert run.epochs["val_top1"].isna().sum() == 16
 
 
 def test_extra_evaluations_above_the_target_never_make_a_run_reach_it(tmp_path):
-    curve = dict(PROTOCOL_2_CURVE, val_top1=[None, 19.0, None, 19.5, 30.0, 20.0])
+    curve = dict(PROTOCOL_2_CURVE, val_top1=[*PROTOCOL_2_CURVE["val_top1"][:19], 20.0])
     run = load_run(write_run(tmp_path, **curve), [])
     assert (run.t_bench_s, run.status) == (None, "not converged")
 
@@ -112,6 +115,9 @@ def test_a_config_changed_by_hand_is_not_compliant_whatever_run_json_says(tmp_pa
                        **reaching_at(1000.0))
     config = yaml.safe_load((folder / "config.yaml").read_text())
     (folder / "config.yaml").write_text(yaml.safe_dump({**config, "lr": 0.5, "epochs": 12}))
-    assert load_run(folder, []).compliance_issues == ["changed: epochs, lr"]
+    issues = load_run(folder, []).compliance_issues
+    assert issues[0] == "changed: epochs, lr"
+    assert "epochs.csv has epoch(s) 12, 13, 14, 15, 16 and 3 more past config.yaml's 12 epochs" \
+        in issues
     (folder / "config.yaml").write_text("lr: [unclosed\n")
     assert load_run(folder, []).compliance_issues[0].startswith("config.yaml unusable")

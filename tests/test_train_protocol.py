@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 
 import formats.results as results_format
 import opts
+from score.load import load_run
 from tests.helpers.train import REPO, TINY, train_cli
 from train import distributed
 from train.data import build_data
@@ -184,6 +185,9 @@ def test_extra_evaluations_change_nothing_and_are_off_the_clock(store, tmp_path,
         assert info["reached"] is True and info["epochs_done"] == 3
         assert info["t_target_s"] == pytest.approx(float(rows[2]["elapsed_s"]), abs=1e-3)
         assert info["eval_epochs"] == [2] and info["protocol"] == results_format.PROTOCOL_VERSION
+        # The scorer finds the folder consistent with itself (score/consistency.py).
+        issues = load_run(run, []).compliance_issues
+        assert not [i for i in issues if i.startswith(("epochs.csv", "run.json", "config.yaml"))]
     assert json.loads((curves / "run.json").read_text())["untimed_s"] == pytest.approx(
         untimed[2], abs=1e-3)
 

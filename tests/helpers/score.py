@@ -2,10 +2,10 @@
 (formats/results.py): `<results>/<config>/<run_id>/` with config.yaml, system.json, epochs.csv,
 run.json and, for an unfinished run, a heartbeat.
 
-`protocol=2` (the default) writes today's files: an ``eval`` column (every row "scheduled"
-unless `evals` says otherwise), the store, the attempts and the compliance reasons in
-run.json. `protocol=1` writes the files of the previous protocol: no ``eval`` column, no
-protocol, state, store or attempts.
+`protocol=2` (the default) writes today's files: an ``eval`` column ("scheduled" on the epochs
+the config's own schedule names, empty elsewhere, unless `evals` says otherwise), the store,
+the attempts and the compliance reasons in run.json. `protocol=1` writes the files of the
+previous protocol: no ``eval`` column, no protocol, state, store or attempts.
 
 This module holds helpers only (no tests); the test_score_* modules import it.
 """
@@ -20,11 +20,14 @@ import yaml
 import opts
 from formats.results import (
     EPOCH_COLUMNS,
+    EVAL_NONE,
+    EVAL_SCHEDULED,
     HEARTBEAT_FILE,
     PROTOCOL_VERSION,
     RESULTS_FORMAT,
     STATE_FINISHED,
     STATE_RUNNING,
+    scheduled_epochs,
 )
 
 # epochs.csv header of protocol 1 (evaluation after every epoch); hand-written rows below use it.
@@ -48,10 +51,12 @@ STORE = {
 }
 
 
-def epoch_rows(val_top1: list[float], elapsed_s: list[float]) -> list[str]:
-    """Protocol 1: one CSV line per epoch with plausible values in every column."""
+def epoch_rows(val_top1: list[float | None], elapsed_s: list[float]) -> list[str]:
+    """Protocol 1: one CSV line per epoch with plausible values in every column (it evaluated
+    after every epoch: a None is an evaluation far below any target)."""
     rows = []
     for epoch, (accuracy, elapsed) in enumerate(zip(val_top1, elapsed_s, strict=True)):
+        accuracy = 1.0 if accuracy is None else accuracy
         rows.append(
             f"{epoch},{elapsed},{elapsed * 0.8:.3f},{elapsed * 0.1:.3f},0.01,2.5,"
             f"{accuracy * 1.1:.2f},{accuracy},{min(100.0, accuracy * 2):.2f},{accuracy},"
@@ -140,12 +145,14 @@ def write_run(
     target = TARGETS.get(config, 20.11)
     if elapsed_s is None:
         elapsed_s = [100.0 * (i + 1) for i in range(len(val_top1))]
+    resolved = resolved_config(config, target, gpus, results, changed_keys)
+    schedule = scheduled_epochs(resolved["epochs"], resolved["eval_period"])
     if evals is None:
-        evals = ["scheduled"] * len(val_top1)
+        evals = [EVAL_SCHEDULED if epoch in schedule else EVAL_NONE
+                 for epoch in range(len(val_top1))]
     folder = results / config / run_id
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(
-        resolved_config(config, target, gpus, results, changed_keys)))
+    (folder / "config.yaml").write_text(yaml.safe_dump(resolved))
     system = {
         "host": "bench-host", "platform": "Linux", "python": "3.11.7",
         "cpu": {"model": "AMD EPYC", "cores": 32}, "memory_gb": 256.0, "device": device,
@@ -185,7 +192,7 @@ def write_run(
             "state": state or (STATE_FINISHED if finished else STATE_RUNNING),
             "compliance_issues": compliance_issues,
             "compliant": not compliance_issues, "nodes": nodes, "restarts": 0,
-            "untimed_s": 0.0, "eval_epochs": [9, 19],
+            "untimed_s": 0.0, "eval_epochs": schedule,
             "attempts": attempts if attempts is not None else [
                 {"started": "2026-11-24T15:15:00Z", "host": "bench-host", "machine": machine,
                  "git_commit": "abc1234", "git_dirty": git_dirty, "restart": 0}],
@@ -211,11 +218,25 @@ def write_reference(path: Path, t_ref_s: dict[str, float], gpus: int = 4) -> Pat
     return path
 
 
+def on_schedule(config: str, evaluations: list[float], t_last: float) -> dict:
+    """An epoch curve on the config's own schedule: `evaluations` are the top-1 values of its
+    first scheduled evaluations, the rows run to the last of them, whose elapsed time is
+    `t_last` (epochs of equal length); rows in between have no evaluation."""
+    preset = opts.CONFIG_DIR / f"{config}.yaml"
+    values = opts.read_preset(preset if preset.is_file() else opts.CONFIG_DIR / "X3D_M.yaml")
+    schedule = scheduled_epochs(values["epochs"], values["eval_period"])[:len(evaluations)]
+    assert len(schedule) == len(evaluations), f"{config} schedules {len(schedule)} evaluations"
+    rows = schedule[-1] + 1
+    by_epoch = dict(zip(schedule, evaluations, strict=True))
+    return {"val_top1": [by_epoch.get(epoch) for epoch in range(rows)],
+            "elapsed_s": [round(t_last * (epoch + 1) / rows, 3) for epoch in range(rows)]}
+
+
 def reaching_at(t_bench: float, config: str = "X3D_M") -> dict:
-    """Epoch curve that first reaches the target exactly at `t_bench` (second epoch)."""
+    """Epoch curve that first reaches the target exactly at `t_bench`, its second scheduled
+    evaluation (the first one is below the target)."""
     target = TARGETS.get(config, 20.11)
-    return {"val_top1": [target - 5, target + 1, target + 3],
-            "elapsed_s": [t_bench / 2, t_bench, t_bench * 1.5]}
+    return on_schedule(config, [target - 5, target + 1], t_bench)
 
 
 # What `make demo` records: one CPU process on the synthetic dataset's store, which is not
@@ -240,4 +261,4 @@ def write_demo_pair(results: Path, t_x3d: float = 118.5, t_mvit: float = 109.2) 
                   val_top1=[22.0, 30.0, 37.5], elapsed_s=[t / 3, 2 * t / 3, t])
 
 
-NEVER_REACHING = {"val_top1": [5.0, 8.0, 10.0], "elapsed_s": [100.0, 200.0, 300.0]}
+NEVER_REACHING = on_schedule("X3D_M", [5.0, 10.0], 2000.0)  # both benchmark presets' schedule
