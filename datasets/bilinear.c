@@ -196,6 +196,12 @@ int bilinear_crop(const unsigned char *src, long src_row_bytes, int src_rows, in
             int slot = want & 1;
             if (have[slot] == want) continue;
             const unsigned char *row = src + (long)want * src_row_bytes;
+            /* The rows of a memory-mapped frame come from memory, not the cache: ask for
+             * the row after next while this one is scaled (a mirrored crop reads each row
+             * backwards, which the hardware prefetchers follow badly). */
+            if (want + 2 < src_rows)
+                for (int b = 0; b < 3 * src_cols; b += 64)
+                    __builtin_prefetch(row + 2 * src_row_bytes + b, 0, 0);
 #ifdef X86
             if (avx2)
                 scale_row_avx2(row, g, groups, xofs, xw, out_w, rows[slot]);

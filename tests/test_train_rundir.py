@@ -50,8 +50,10 @@ def test_second_resume_of_a_training_run_is_refused_and_the_store_is_held(store,
     """While a run trains: a --resume of its folder gets one line naming the process, and a
     make frames into its store would wait (the store's writer lock is held shared)."""
     out = tmp_path / "out"
+    # Four epochs, not two: the run must still be training when the resume below comes.
     proc = python_module("train", "--config", str(TINY), "--data", str(store), "--out",
-                         str(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         str(out), "--set", "epochs=4", stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: any(out.glob("test_tiny/*/heartbeat")), proc, 240,
                    what="the run training")
@@ -75,7 +77,7 @@ def test_second_resume_of_a_training_run_is_refused_and_the_store_is_held(store,
     run = json.loads((run_dir / "run.json").read_text())
     assert run["finished"] and len(run["attempts"]) == 1
     assert [r.split(",")[0] for r in (run_dir / "epochs.csv").read_text().splitlines()[1:]] \
-        == ["0", "1"]
+        == ["0", "1", "2", "3"]
 
 
 def test_training_refuses_a_store_being_built(store, tmp_path, capsys):
