@@ -21,7 +21,7 @@ import torch
 from datasets import native
 from datasets.decode import ClipFrames
 from datasets.transforms import ArrayFrames
-from formats.raw import video_frames
+from formats.raw import allow_maps, video_frames
 from formats.store import StoreError, check_settings, index_path, read_index
 from preprocess.frame_bytes import read_frame_bytes
 
@@ -69,6 +69,8 @@ class ClipDataset(torch.utils.data.Dataset):
         self.num_classes = len(self.classes)
         self._check_labels()
         self.num_videos = len(self.records)
+        if self.decoded:
+            allow_maps(self.num_videos, index_path(self.store, split))  # mapped once read
         self.video_labels: list[int] = [r.label for r in self.records]
 
         clips_per_video = np.array([r.kept_frames // clip_len for r in self.records], np.int64)

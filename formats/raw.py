@@ -13,15 +13,18 @@ crop window of a frame is a strided view: the loader reads only the rows and col
 needs, and loader workers share the page cache. A file is written under a temporary name,
 flushed and renamed (``write_raw_video``), so a file under its real name is complete. The
 loader checks the size and header of each file once per process (a truncated or damaged
-file is a one-line StoreError naming it) but does not hash the pixels on every read:
-``make verify`` does, against the header's sha256.
+file is a one-line StoreError naming it), and the size again before each clip it reads from
+the map (a file cut short while mapped would otherwise end the process with SIGBUS), but does
+not hash the pixels on every read: ``make verify`` does, against the header's sha256.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
+import resource
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,8 +38,11 @@ HEADER_SIZE = 4096
 MAGIC = b"VMB-RGB 1\n"
 FIX = "rebuild it with `make frames FORMAT=raw` (or python -m datasets.decoded_store)"
 
-_maps: dict[tuple[int, str], np.ndarray] = {}
-
+# (pid, path) -> (the frames over the map, the map). Each map holds a descriptor of its file
+# (Python's mmap keeps one), so a process that maps all of a store's videos holds as many.
+_maps: dict[tuple[int, str], tuple[np.ndarray, mmap.mmap]] = {}
+_videos_to_map: dict[str, int] = {}  # index file -> its videos, of this process's datasets
+SPARE_DESCRIPTORS = 512  # for everything else a training process opens
 
 def raw_location(split: str, video_id: str) -> str:
     """``VideoRecord.location`` of a video in a raw store."""
@@ -130,25 +136,59 @@ def check_file(path: Path, record: VideoRecord) -> dict:
     return header
 
 
+def allow_maps(videos: int, index: Path) -> None:
+    """Make room for the ``videos`` of the split listed by ``index`` to stay mapped in this
+    process and its loader workers, besides those of other splits already allowed: the soft
+    limit on open files is raised toward the hard one (1024 is a common soft limit, and
+    Kinetics-20's train split alone has 1276 videos); if the hard limit is too low, a
+    one-line StoreError says what to raise, before any clip is read."""
+    _videos_to_map[os.path.abspath(index)] = videos
+    need = sum(_videos_to_map.values()) + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise StoreError(f"{index}: a decoded store keeps each of its videos mapped, "
+                             f"{need - SPARE_DESCRIPTORS} here, which needs {need} open files; "
+                             f"this process may open {hard}: raise the limit (ulimit -n {need})")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
 def video_frames(store: Path | str, record: VideoRecord) -> np.ndarray:
     """The video's frames, frames x height x width x 3 uint8, memory-mapped read-only.
 
     Mapped once per process on first use (a loader worker maps its own after the fork; the
-    pages are the page cache's, shared by all workers), checked then (check_file)."""
+    pages are the page cache's, shared by all workers), checked then (check_file); on every
+    later use the mapped file's size is checked again (one fstat: a microsecond, against a
+    millisecond per clip), so a file cut short under a running loader is a StoreError naming
+    it, not a SIGBUS when a missing page is read."""
     path = os.path.join(store, record.location)
     key = (os.getpid(), path)
-    frames = _maps.get(key)
-    if frames is None:
-        check_file(Path(path), record)
-        shape = (record.kept_frames, record.height, record.width, 3)
-        try:
-            # A plain array over the map: slicing a np.memmap costs more per frame.
-            frames = np.memmap(path, np.uint8, "r", offset=HEADER_SIZE,
-                               shape=shape).view(np.ndarray)
-        except (OSError, ValueError) as e:
-            raise StoreError(f"{path}: cannot map the decoded frames ({e}); {FIX}") from None
-        _maps[key] = frames
+    mapped = _maps.get(key)
+    shape = (record.kept_frames, record.height, record.width, 3)
+    if mapped is not None:
+        frames, pixels = mapped
+        size, want = pixels.size(), video_bytes(*shape[:3])
+        if size < want:
+            raise StoreError(f"{path}: truncated while in use ({size} bytes, {want} expected); "
+                             f"{FIX}")
+        return frames
+    check_file(Path(path), record)
+    try:
+        with open(path, "rb") as f:
+            pixels = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        # A plain array over the map: slicing a np.memmap costs more per frame.
+        frames = np.frombuffer(pixels, np.uint8, count=int(np.prod(shape)),
+                               offset=HEADER_SIZE).reshape(shape)
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: cannot map the decoded frames ({e}); {FIX}") from None
+    _maps[key] = (frames, pixels)
     return frames
+
+
+def forget_maps() -> None:
+    """Drop this process's maps (their pages may then leave the page cache once no array
+    over them is left)."""
+    _maps.clear()
 
 
 def pixels_sha256(path: Path, chunk: int = 8 << 20) -> str:

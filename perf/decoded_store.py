@@ -87,7 +87,7 @@ def per_process(sets: dict[str, ClipDataset], keys: list, rounds: int) -> dict[s
 def evict(store: Path) -> None:
     """Drop the store's files from the page cache (this store's pages only, not the
     machine's: the machine is shared)."""
-    formats.raw._maps.clear()  # mapped pages are not dropped
+    formats.raw.forget_maps()  # mapped pages are not dropped
     gc.collect()
     for path in files(store):
         fd = os.open(path, os.O_RDONLY)

@@ -1,9 +1,13 @@
 """A decoded-frame store (raw) gives the same clips, bit for bit, as the JPEG store it was
-decoded from; a damaged or truncated decoded file is a one-line StoreError naming it."""
+decoded from; a damaged or truncated decoded file is a one-line StoreError naming it, before
+the first clip or while mapped; a low open-file limit is raised or named."""
 
 from __future__ import annotations
 
+import mmap
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ import torch
 
 from datasets import ClipDataset, StoreError, TrainTransform, ValTransform
 from datasets.decoded_store import build_decoded_store
-from formats.raw import HEADER_SIZE
+from formats.raw import HEADER_SIZE, SPARE_DESCRIPTORS
 from formats.store import read_index, read_settings
 from preprocess.identity import (
     RECORD_OK,
@@ -20,6 +24,7 @@ from preprocess.identity import (
     store_compliance_issues,
 )
 from tests.helpers import datasets as helpers
+from tests.helpers.train import REPO
 
 # (height, width) per video: landscape and portrait, odd widths and heights, sizes that are
 # not multiples of a JPEG block (8 or 16 pixels).
@@ -131,8 +136,56 @@ def test_a_frame_is_read_from_the_map_without_a_copy(stores):
     _, raw = stores
     record = read_index(raw, "train")[0]
     frames = video_frames(raw, record)
-    assert isinstance(frames.base, np.memmap) or isinstance(frames.base.base, np.memmap)
+    owner = frames
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    assert isinstance(owner, memoryview) and isinstance(owner.obj, mmap.mmap)  # no copy
     assert frames.shape == (record.kept_frames, record.height, record.width, 3)
     assert not frames.flags.writeable
     assert frames[1, 2:5, 3:7].base is not None  # a window is a view
     assert (raw / record.location).stat().st_size == HEADER_SIZE + frames.nbytes
+
+
+def test_a_file_cut_short_while_mapped_is_one_line_not_a_crash(stores, tmp_path):
+    """Reading a page past the end of a mapped file would end the process with SIGBUS: the
+    size is checked again before each clip, so it is a StoreError naming the file."""
+    _, raw = stores
+    ds, path = _damaged_copy(raw, tmp_path, lambda path: None)
+    ds[0]  # mapped now
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+    with pytest.raises(StoreError) as e:
+        ds[0]
+    message = str(e.value)
+    assert "\n" not in message and str(path) in message and "truncated while in use" in message
+
+
+_UNDER_LIMIT = """
+import resource, sys
+from datasets import ClipDataset, StoreError, ValTransform
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[2]), int(sys.argv[3])))
+try:
+    ds = ClipDataset(sys.argv[1], "val", ValTransform(48, 40), clip_len=4)
+except StoreError as e:
+    print("error:", e)
+    sys.exit(2)
+[ds[i] for i in range(len(ds))]
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+def test_a_low_open_file_limit_is_raised_or_named_before_any_clip(stores):
+    """Each mapped video holds a descriptor (Kinetics-20's train split: 1276 of them, over
+    the common soft limit of 1024): the soft limit is raised toward the hard one, and a hard
+    limit too low for the store is one line before any clip is read."""
+    _, raw = stores
+    videos = len(read_index(raw, "val"))
+    raised = subprocess.run([sys.executable, "-c", _UNDER_LIMIT, str(raw), "64", "4096"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert raised.returncode == 0, raised.stderr[-2000:]
+    assert int(raised.stdout) == videos + SPARE_DESCRIPTORS
+    low = subprocess.run([sys.executable, "-c", _UNDER_LIMIT, str(raw), "64", "64"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert low.returncode == 2 and low.stderr == "", low.stderr[-2000:]
+    assert low.stdout.count("\n") == 1 and f"ulimit -n {videos + SPARE_DESCRIPTORS}" in low.stdout

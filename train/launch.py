@@ -72,6 +72,12 @@ class ProcessInLaunch:
     node: int  # this node's rank among the nodes (torchrun's GROUP_RANK)
 
 
+def is_first_process() -> bool:
+    """Whether this process is rank 0 of its launch (or there is no launch), without raising:
+    safe in a signal handler, where a damaged RANK counts as not 0."""
+    return os.environ.get("RANK", "0").strip() == "0"
+
+
 def process_in_launch() -> ProcessInLaunch:
     """This process as torchrun describes it (a world of one without torchrun)."""
     _check_not_a_bare_srun()

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from train.launch import is_first_process
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -58,7 +60,7 @@ def _handler(signum: int, frame) -> None:
         # Unwinding through a half-done import (torch's, say) would leave it half registered,
         # and the next import of it fails with a traceback; before training nothing is kept,
         # so end the process here, with the same line and exit code as any stop before training.
-        if os.environ.get("RANK", "0") == "0":
+        if is_first_process():
             print(f"{Interrupted(signum)}; before training started; nothing to resume",
                   file=sys.stderr, flush=True)
         os._exit(128 + signum)
