@@ -44,6 +44,7 @@ _maps: dict[tuple[int, str], tuple[np.ndarray, mmap.mmap]] = {}
 _videos_to_map: dict[str, int] = {}  # index file -> its videos, of this process's datasets
 SPARE_DESCRIPTORS = 512  # for everything else a training process opens
 
+
 def raw_location(split: str, video_id: str) -> str:
     """``VideoRecord.location`` of a video in a raw store."""
     return f"{split}/{video_id}{RAW_SUFFIX}"
