@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import torch.multiprocessing as mp
 import formats.results as results_format
 import opts
 from score.load import load_run
-from tests.helpers.train import REPO, TINY, train_cli
+from tests.helpers.train import REPO, TINY, free_port, train_cli
 from train import distributed
 from train.data import build_data
 from train.evaluate import batch_mean_top1, evaluate
@@ -55,12 +54,6 @@ class PixelRule(torch.nn.Module):
         return clips[..., :16].mean(dim=(2, 3, 4)) * 10  # B x 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _evaluate_in_process(rank: int, world_size: int, port: int, store: str, workers: int,
                          out: str) -> None:
     import os
@@ -86,7 +79,7 @@ def _evaluate_in_process(rank: int, world_size: int, port: int, store: str, work
 
 def _evaluate(world_size: int, workers: int, store: Path, out: Path) -> list:
     mp.start_processes(_evaluate_in_process,
-                       args=(world_size, _free_port(), str(store), workers, str(out)),
+                       args=(world_size, free_port(), str(store), workers, str(out)),
                        nprocs=world_size, start_method="fork")
     return json.loads(out.read_text())
 

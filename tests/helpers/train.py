@@ -95,12 +95,32 @@ TORCHRUN = (sys.executable, "-m", "train.torchrun")  # torchrun as the Makefile 
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for a rendezvous or a process group)."""
+    """A TCP port free on 127.0.0.1 now, for a rendezvous or a process group that a launch
+    binds a moment later. It is taken below the kernel's ephemeral range, which the kernel
+    never hands to another program's connection in between (a port picked by binding port
+    0 is in that range, and was once taken that way), and from a band of this pytest-xdist
+    worker's own, so two test processes never choose the same one."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    band, first = 1000, 10000
+    bands = max(1, (low - first) // band)
+    start = first + band * ((int(worker) if worker.isdigit() else 0) % bands)
+    ports = list(range(start, start + band))
+    random.shuffle(ports)
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}..{start + band - 1}")
 
 
 @contextmanager
