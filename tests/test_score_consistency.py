@@ -42,6 +42,14 @@ def _mark(folder, epoch: int, kind: str) -> None:
     (folder / "epochs.csv").write_text("\n".join(lines) + "\n")
 
 
+def _set_epoch(folder, epoch: int, value: str) -> None:
+    """Write ``value`` into the epoch cell of epoch ``epoch``'s row."""
+    lines = (folder / "epochs.csv").read_text().splitlines()
+    lines = [value + line[len(f"{epoch}"):] if line.startswith(f"{epoch},") else line
+             for line in lines]
+    (folder / "epochs.csv").write_text("\n".join(lines) + "\n")
+
+
 def _edit_config(folder, **changes) -> None:
     config = yaml.safe_load((folder / "config.yaml").read_text())
     (folder / "config.yaml").write_text(yaml.safe_dump({**config, **changes}))
@@ -69,6 +77,13 @@ def test_a_consistent_folder_stays_compliant(tmp_path):
      "config.yaml epochs or eval_period unreadable: the evaluation schedule is unknown"),
     (lambda f: _edit_run_json(f, eval_epochs=[4, 19]),
      "run.json eval_epochs [4, 19] but config.yaml schedules [9, 19]"),
+    # Epoch cells no row can have: once a memory blow-up (1e308: a set of range(1e308)).
+    (lambda f: _set_epoch(f, 5, "1e308"),
+     "epochs.csv has 1 row(s) whose epoch is not a whole number from 0 to 99999"),
+    (lambda f: _set_epoch(f, 5, "-5"),
+     "epochs.csv has 1 row(s) whose epoch is not a whole number from 0 to 99999"),
+    (lambda f: _set_epoch(f, 5, "4.5"),
+     "epochs.csv has 1 row(s) whose epoch is not a whole number from 0 to 99999"),
 ])
 def test_a_folder_that_disagrees_with_itself_is_labelled(tmp_path, damage, issue):
     folder = write_run(tmp_path, **reaching_at(500.0))
@@ -88,3 +103,18 @@ def test_a_run_killed_between_its_row_and_its_run_json_is_not_called_inconsisten
     folder = write_run(tmp_path, finished=False, **reaching_at(500.0))
     _edit_run_json(folder, epochs_done=19, t_target_s=None, reached=False)  # one epoch behind
     assert not [i for i in load_run(folder, []).compliance_issues if "run.json" in i]
+
+
+def test_a_long_hostile_table_is_checked_in_bounded_time(tmp_path):
+    """20 000 rows all marked scheduled against a config of 100 000 epochs evaluated every
+    7th: each row against the schedule is a set lookup (as a list scan it was 10^8 steps)."""
+    folder = write_run(tmp_path, **reaching_at(500.0))
+    _edit_config(folder, epochs=100_000, eval_period=7)
+    lines = (folder / "epochs.csv").read_text().splitlines()
+    template = lines[1].split(",")
+    rows = [",".join([str(e), *template[1:3], "scheduled", *template[4:]]) for e in range(20_000)]
+    (folder / "epochs.csv").write_text("\n".join([lines[0], *rows]) + "\n")
+    issues = load_run(folder, []).compliance_issues
+    assert ("epochs.csv marks epoch(s) 0, 1, 2, 3, 4 and 17138 more scheduled, but config.yaml "
+            "(epochs 100000, eval_period 7) schedules 6, 13, 20, 27, 34 and 14281 more only") \
+        in issues
