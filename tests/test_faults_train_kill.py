@@ -75,12 +75,17 @@ def _kill_in_checkpoint_write(proc: subprocess.Popen, run_dir: Path, rng, where:
                what=f"the first checkpoint ({where})")
     skip = rng.randint(0, EPOCHS - 2)  # writes to let pass first
     while True:
+        # The last write is the last chance: it is frozen as soon as it is seen. An earlier one
+        # is frozen at a random point of its first 20 ms, which a short write may have left
+        # already (then the next write is tried).
+        last = _checkpoint_epoch(run_dir) == EPOCHS - 2
         wait_until(lambda: bool(_temporary_checkpoints(run_dir)), proc, 240,
                    what=f"a checkpoint being written ({where})")
-        time.sleep(rng.uniform(0, 0.02))
+        if not last:
+            time.sleep(rng.uniform(0, 0.02))
         proc.send_signal(signal.SIGSTOP)
         caught = bool(_temporary_checkpoints(run_dir))
-        if caught and skip == 0:
+        if caught and (skip == 0 or last):
             kill([proc.pid])
             proc.wait()
             return _checkpoint_epoch(run_dir)
@@ -116,13 +121,16 @@ def _first_run_killed_in_checkpoint_write(store: Path, out: Path, log, rng, wher
 
 
 def _resume_killed_mid_epoch(run_dir: Path, store: Path, log, rng, where: str) -> None:
+    # Killed within the first half of an epoch's training, as long as the first run's epochs
+    # took: a fixed delay outlasts the one epoch left on a fast machine.
+    epoch_s = min(float(r["train_s"]) for r in epochs.read_epochs(run_dir))
     started = time.time()
     proc = python_module("train", "--resume", str(run_dir), "--data", str(store), stdout=log,
                          stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: (run_dir / "heartbeat").stat().st_mtime > started, proc, 240,
                    what=f"the resumed run training ({where})")
-        time.sleep(rng.uniform(0.0, 0.8))
+        time.sleep(rng.uniform(0.0, 0.5 * epoch_s))
     finally:
         kill([proc.pid])
         proc.wait()
