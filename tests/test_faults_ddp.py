@@ -61,7 +61,11 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_and_the_run_resumes(store, t
         try:
             wait_until(lambda out=out: any(out.glob("test_tiny/*/checkpoint.pt")), job, 300,
                        what=f"the first checkpoint ({where})")
-            time.sleep(rng.uniform(0.0, 0.6))  # somewhere in epoch 1
+            # Somewhere in epoch 1: within half of epoch 0's training time (a fixed delay
+            # outlasts the last epoch on a fast machine).
+            (run_dir,) = (out / "test_tiny").iterdir()
+            epoch_s = float(epochs.read_epochs(run_dir)[0]["train_s"])
+            time.sleep(rng.uniform(0.0, 0.5 * epoch_s))
             victim = _rank_pid(job.pid, rank)
             assert victim is not None, f"{where}: rank {rank} not found"
             kill([victim])

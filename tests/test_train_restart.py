@@ -24,7 +24,6 @@ from tests.helpers.train import TINY, TORCHRUN, train_cli
 from train.rundir import epochs
 from train.rundir.clock import read_heartbeat
 
-KILL_AFTER_CHECKPOINT_S = 0.5
 HEARTBEAT_S = 1.0  # the heartbeat's interval: at most this much lost work goes uncounted
 
 
@@ -58,7 +57,9 @@ def _kill_after_first_checkpoint(job: subprocess.Popen, out: Path) -> dict:
                what="the first checkpoint")
     run_dir = _run_dir(out)
     checkpointed = (run_dir / "checkpoint.pt").stat().st_mtime
-    time.sleep(KILL_AFTER_CHECKPOINT_S)
+    # Half of epoch 0's training time into epoch 1 (a fixed delay outlasts the last epoch on a
+    # fast machine).
+    time.sleep(0.5 * float(epochs.read_epochs(run_dir)[0]["train_s"]))
     worker = _worker(job)
     assert worker is not None
     kill([worker])
@@ -84,7 +85,7 @@ def _check_counted_once(run_dir: Path, kill: dict, resumed_epoch: int) -> dict:
 
 def test_a_killed_worker_is_restarted_into_the_same_run_with_the_clock_counted_once(
         store, tmp_path):
-    # Under torchrun --max-restarts=1: killed once, 0.5 s after the first checkpoint.
+    # Under torchrun --max-restarts=1: killed once, shortly after the first checkpoint.
     out = tmp_path / "restarted"
     with open(tmp_path / "restarted.log", "w") as log:
         job = _torchrun(store, out, log, 1)

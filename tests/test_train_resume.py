@@ -48,8 +48,11 @@ def test_run_killed_mid_epoch_resumes_without_lost_or_repeated_epochs(store, tmp
     try:
         parent = out / "test_tiny"
         _wait_for(parent, proc)
-        _wait_for(parent / next(iter(p.name for p in parent.iterdir())) / "checkpoint.pt", proc)
-        time.sleep(0.5)  # into the next epoch
+        first = parent / next(iter(p.name for p in parent.iterdir()))
+        _wait_for(first / "checkpoint.pt", proc)
+        # Into the next epoch: half of epoch 0's training time (its row is written before its
+        # checkpoint; a fixed delay outlasts the epochs left on a fast machine).
+        time.sleep(0.5 * float(epochs.read_epochs(first)[0]["train_s"]))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
