@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from formats.results import scheduled_epochs
+
 # Kinetics-20 (WORKLOAD.md): 1276 train / 100 val videos of 10 s at 15 fps, 9 clips each.
 KINETICS20_CLIPS = (1276 * 9, 100 * 9)
 # Sharing the CPU's cores with the loader is called the bound once it costs training this
@@ -74,9 +76,9 @@ class Prediction:
 
 
 def eval_epochs(epochs: int, period: int) -> tuple[int, ...]:
-    """0-based epochs after which a scheduled evaluation runs: every ``period``-th epoch
-    (1-based) and the last."""
-    return tuple(e - 1 for e in range(1, epochs + 1) if e % period == 0 or e == epochs)
+    """0-based epochs after which a scheduled evaluation runs (the protocol's schedule,
+    formats.results.scheduled_epochs)."""
+    return tuple(scheduled_epochs(epochs, period))
 
 
 def compute_demand(per_process: float, plan: Plan) -> float:
